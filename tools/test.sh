@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install.sh
+bash tools/install_browser.sh      # Debian chromium + chromedriver for the docs browser test
 . .venv/bin/activate
 export GCAV_NB_SCALE=ci MPLBACKEND=Agg
 python tools/check_sync.py

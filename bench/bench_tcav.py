@@ -1,0 +1,131 @@
+"""Benchmark: the whole gcav_nb TCAV run vs its physical floor and vs captum.concept.TCAV, side by side in one run.
+
+Model: a CNN with 30 hooked conv blocks. Same concepts, inputs, random sets and layers for every contestant.
+- ours: `gcav_nb.tcav.tcav` (concept + random activations in one forward, all CAVs batched, one forward+backward
+  per batch of inputs for all 30 layers, scores, t-tests).
+- floor: one plain forward over the concept and random sets + one forward+backward over the inputs (gradient to
+  the input, through all layers) + the CAV fit (`fit_cavs` + `fit_random_cavs` on precomputed activations).
+- captum: `captum.concept.TCAV.interpret` with its default classifier on the experimental sets
+  [concept, random_i] and [random_i, random_j] (i < j), then `scipy.stats.ttest_ind` per layer, as its tutorial does.
+Then captum is run once more with OUR CAVs injected through its `Classifier` interface, and the scores compared.
+
+Usage: python bench/bench_tcav.py [--size ci|cpu]
+"""
+import argparse, csv, os, platform, sys, tempfile, time, warnings
+from pathlib import Path
+import numpy as np
+import torch
+import torch.nn as nn
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "tests"))
+from gcav_nb.models import wrap_module
+from gcav_nb.activations import collect
+from gcav_nb.cav import fit_cavs, fit_random_cavs
+from gcav_nb import tcav as T
+
+SIZES = dict(ci=dict(n_inputs=32, n_concept=20, n_random=4, n_layers=30, width=8, hw=16),
+             cpu=dict(n_inputs=128, n_concept=30, n_random=6, n_layers=30, width=8, hw=16))
+
+
+class DeepCNN(nn.Module):
+    "n_layers conv blocks (3x3 conv + ReLU) at constant width, then global pooling and a linear head."
+    def __init__(self, n_layers=30, width=8, n_classes=5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.body = nn.Sequential(*[nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU()) for _ in range(n_layers)])
+        self.head = nn.Linear(width, n_classes)
+    def forward(self, x):
+        return self.head(self.body(self.stem(x)).mean((2, 3)))
+
+
+def best_of(fn, k):
+    ts = []
+    for _ in range(k):
+        t = time.perf_counter(); out = fn(); ts.append(time.perf_counter() - t)
+    return min(ts), out
+
+
+def main():
+    ap = argparse.ArgumentParser(); ap.add_argument("--size", default="ci", choices=list(SIZES)); a = ap.parse_args()
+    S = SIZES[a.size]; torch.manual_seed(0); torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    g = torch.Generator().manual_seed(0)
+    net = DeepCNN(S["n_layers"], S["width"]).eval()
+    model = wrap_module(net, "deep-cnn", layers=[f"body.{i}" for i in range(S["n_layers"])])
+    layers = model.layers; hw = S["hw"]; k = 2
+    X = torch.randn(S["n_inputs"], 3, hw, hw, generator=g)
+    concepts = {"stripes": torch.randn(S["n_concept"], 3, hw, hw, generator=g) + torch.linspace(-1, 1, hw)[None, None, None, :],
+                "bright": torch.randn(S["n_concept"], 3, hw, hw, generator=g) + 0.5}
+    randoms = {f"random_{i}": torch.randn(S["n_concept"], 3, hw, hw, generator=g) for i in range(S["n_random"])}
+    R = S["n_random"]; print(f"size={a.size}: {len(layers)} layers, {len(concepts)} concepts, {R} random sets of {S['n_concept']}, {len(X)} inputs")
+
+    # ---- ours: the whole run
+    run = lambda: T.tcav(model, X, concepts, randoms, layers, T.class_logit(k), test="ttest")
+    run()  # warm-up
+    t_ours, res = best_of(run, 3)
+
+    # ---- floor
+    allx = torch.cat([*concepts.values(), *randoms.values()])
+    def fwd():
+        with torch.no_grad(): return net(allx)
+    def fb():
+        x = X.clone().requires_grad_(True); return torch.autograd.grad(net(x)[:, k].sum(), x)[0]
+    acts = collect(model, allx, layers, progress=False); sizes = [len(v) for v in [*concepts.values(), *randoms.values()]]
+    names = [*concepts, *randoms]; offs = np.cumsum([0] + sizes)
+    per = {n: {h: acts[h][offs[i]:offs[i + 1]] for h in layers} for i, n in enumerate(names)}
+    def fit():
+        c = fit_cavs({n: per[n] for n in concepts}, {n: per[n] for n in randoms}, layers=layers)
+        r = fit_random_cavs({n: per[n] for n in randoms}, layers=layers, ordered=True)
+        return c, r
+    fwd(); fb(); fit()
+    t_fwd, _ = best_of(fwd, 3); t_fb, _ = best_of(fb, 3); t_fit, (cavs, rcavs) = best_of(fit, 3)
+    t_floor = t_fwd + t_fb + t_fit
+
+    # ---- captum reference (default classifier), its tutorial's t-test by hand
+    from captum.concept import TCAV, Concept
+    cc = {n: Concept(i, n, [x]) for i, (n, x) in enumerate({**concepts, **randoms}.items())}
+    exp = [[cc[c], cc[r]] for c in concepts for r in randoms] + \
+          [[cc[f"random_{i}"], cc[f"random_{j}"]] for i in range(R) for j in range(i + 1, R)]
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        tc = TCAV(net, [f"body.{i}" for i in range(S["n_layers"])], save_path=d)
+        out = tc.interpret(X, exp, target=k)
+        def key(s): return "-".join(str(c.id) for c in s)
+        for l in layers:
+            rr = [out[key(s)][l]["sign_count"][q].item() for s in exp[len(concepts) * R:] for q in (0, 1)]
+            for ci, c in enumerate(concepts):
+                cs = [out[key(exp[ci * R + r])][l]["sign_count"][0].item() for r in range(R)]
+                stats.ttest_ind(rr, cs)
+        t_captum = time.perf_counter() - t
+
+    # ---- same CAVs -> same scores (captum with our CAVs injected)
+    from test_tcav import captum_scores_with_cavs
+    cv = {l: cavs[l] for l in layers}
+    diffs = []
+    for ci, c in enumerate(concepts):
+        theirs = captum_scores_with_cavs(net, layers, X, {l: cv[l][ci:ci + 1] for l in layers}, k,
+                                         concepts[c], [randoms[f"random_{i}"] for i in range(R)], R)
+        diffs.append((res.scores[:, ci:ci + 1] - theirs).abs().max().item())
+    parity = max(diffs)
+
+    r_floor = t_ours / t_floor; r_captum = t_captum / t_ours
+    print(f"ours {t_ours:.3f}s | floor {t_floor:.3f}s (forward {t_fwd:.3f} + forward+backward {t_fb:.3f} + CAV fit {t_fit:.3f}) "
+          f"| captum.concept.TCAV {t_captum:.2f}s")
+    print(f"max |score ours - captum| with the same CAVs: {parity:.4f} (goal <= 0.02)")
+    machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
+    out_csv = ROOT / "bench" / "out" / "results.csv"; out_csv.parent.mkdir(parents=True, exist_ok=True)
+    new = not out_csv.exists()
+    with open(out_csv, "a", newline="") as f:
+        w = csv.writer(f)
+        if new: w.writerow(["figure", "ours_s", "reference", "reference_s", "ratio", "goal", "size", "machine"])
+        w.writerow(["tcav_time_over_floor", f"{t_ours:.4f}", "floor (fwd sets + fwd/bwd inputs + CAV fit)", f"{t_floor:.4f}", f"{r_floor:.3f}", "<= 1.5", a.size, machine])
+        w.writerow(["tcav_speedup_vs_captum", f"{t_ours:.4f}", "captum.concept.TCAV 0.9", f"{t_captum:.4f}", f"{r_captum:.2f}", ">= 20", a.size, machine])
+        w.writerow(["tcav_captum_parity_maxdiff", "", "captum same CAVs", "", f"{parity:.4f}", "<= 0.02", a.size, machine])
+    print(f"tcav_time_over_floor: {r_floor:.2f}x (goal <= 1.5)")
+    print(f"tcav_speedup_vs_captum: {r_captum:.1f}x (goal >= 20)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""gcav_nb.activations: what a notebook cell cannot carry: padding matrices, resume after a crash, corrupt and
+mismatched caches, bad input, hook clean-up on error."""
+import warnings
+import pytest
+import torch
+import torch.nn as nn
+from gcav_nb.config import GcavInputError, UnknownNameError
+from gcav_nb.models import load_model, wrap_module, tokenize
+from gcav_nb.activations import collect, capture, pool, Activations
+
+TEXTS = ["Hi", "The soup was cold and the staff rude.", "Great place!", "A much longer review about bread, soup and the staff.",
+         "ok", "Five stars, would eat here again tomorrow.", "No.", "The bread was stale."]
+
+@pytest.fixture(scope="module")
+def model(): return load_model("tiny-llama")
+
+def _n_hooks(model): return sum(len(getattr(h, "fwd_hooks", [])) for h in model.hook_dict.values())
+
+def _alone(model, hooks, pooling):
+    outs = [collect(model, [t], hooks, pooling=pooling, progress=False) for t in TEXTS]
+    return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "all"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padding_matches_each_text_alone(model, pooling, side):
+    "Batched collection (left or right padding) equals running each text alone, for every pooling."
+    hooks = "blocks.*.hook_resid_post"
+    got = collect(model, TEXTS, hooks, pooling=pooling, padding_side=side, batch_size=3, progress=False)
+    alone = _alone(model, hooks, pooling) if pooling != "all" else None
+    for k in got:
+        g = got[k]
+        if pooling == "all":   # alone results are shorter; compare real tokens only
+            for i, t in enumerate(TEXTS):
+                n = int(got.mask[i].sum()); assert torch.allclose(g[i, :n], collect(model, [t], k, pooling="all", progress=False)[k][0, :n], atol=1e-4)
+                assert g[i, n:].abs().sum() == 0
+        else: assert torch.allclose(g, alone[k], atol=1e-4), (k, (g - alone[k]).abs().max())
+
+def test_mask_pooling_is_padding_aware(model):
+    "A user mask (left-aligned positions) gives the same result under left and right padding."
+    toks, am = tokenize(model, TEXTS)
+    mask = torch.zeros(len(TEXTS), toks.shape[1]); mask[:, 1] = 1   # the first token after BOS
+    r = collect(model, TEXTS, "blocks.1.hook_resid_post", pooling=mask, padding_side="right", progress=False)
+    l = collect(model, TEXTS, "blocks.1.hook_resid_post", pooling=mask, padding_side="left", progress=False)
+    assert torch.allclose(r["blocks.1.hook_resid_post"], l["blocks.1.hook_resid_post"], atol=1e-5)
+
+def test_stop_early_changes_nothing(model):
+    "Stopping the forward after the last hook gives the same activations and leaves the model intact."
+    hooks = "blocks.1.hook_resid_post"
+    a = collect(model, TEXTS, hooks, stop_early=True, progress=False)
+    b = collect(model, TEXTS, hooks, stop_early=False, progress=False)
+    assert torch.equal(a[hooks], b[hooks])
+    toks, am = tokenize(model, TEXTS)
+    with torch.no_grad(): l1 = model(toks, attention_mask=am)
+    collect(model, TEXTS, hooks, progress=False)
+    with torch.no_grad(): l2 = model(toks, attention_mask=am)
+    assert torch.equal(l1, l2) and _n_hooks(model) == 0
+
+def test_provenance_and_types(model):
+    out = collect(model, TEXTS, ["blocks.0.hook_resid_post"], progress=False)
+    assert isinstance(out, Activations)
+    assert out.meta["model"] == "tiny-llama" and out.meta["pooling"] == "last" and len(out.meta["data_hash"]) == 12
+    assert out["blocks.0.hook_resid_post"].dtype == torch.float32 and out["blocks.0.hook_resid_post"].device.type == "cpu"
+
+def test_same_inputs_same_numbers(model):
+    a = collect(model, TEXTS, "blocks.*.hook_resid_post", progress=False)
+    b = collect(model, TEXTS, "blocks.*.hook_resid_post", progress=False)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+class _Boom(Exception): pass
+
+def test_resume_after_interruption(model, tmp_path):
+    "A run that dies mid-way resumes from its finished batches and gives the uninterrupted result."
+    hooks = "blocks.*.hook_resid_post"
+    ref = collect(model, TEXTS, hooks, batch_size=2, progress=False)
+    calls = {"n": 0}
+    def bomb(t, hook):
+        calls["n"] += 1
+        if calls["n"] == 3: raise _Boom()
+    with pytest.raises(_Boom):
+        with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", bomb)]):
+            collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
+    assert len(list((tmp_path/"c"/"partial").glob("batch_*.safetensors"))) == 2
+    assert _n_hooks(model) == 0
+    calls["n"] = -100  # no more bombs; count forwards of the resumed run
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", bomb)]):
+        got = collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
+    assert calls["n"] == -100 + 2    # only the 2 unfinished batches ran
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert (tmp_path/"c"/"acts.safetensors").exists() and not (tmp_path/"c"/"partial").exists()
+
+def test_cache_hit(model, tmp_path):
+    a = collect(model, TEXTS, "blocks.*.hook_resid_post", cache=tmp_path/"c", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = collect(model, TEXTS, "blocks.*.hook_resid_post", cache=tmp_path/"c", progress=False)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+def test_cache_true_uses_cache_dir(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("GCAV_NB_CACHE", str(tmp_path))
+    collect(model, TEXTS, "blocks.0.hook_resid_post", cache=True, progress=False)
+    assert len(list((tmp_path/"activations").glob("tiny-llama-*/acts.safetensors"))) == 1
+
+def test_truncated_cache_is_rebuilt(model, tmp_path):
+    a = collect(model, TEXTS, "blocks.*.hook_resid_post", cache=tmp_path/"c", progress=False)
+    f = tmp_path/"c"/"acts.safetensors"; f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="cannot be read"):
+        b = collect(model, TEXTS, "blocks.*.hook_resid_post", cache=tmp_path/"c", progress=False)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+def test_cache_from_other_model_or_data_is_rebuilt(model, tmp_path):
+    other = load_model("tiny-gpt2")
+    hook = "blocks.0.hook_resid_post"
+    collect(other, TEXTS, hook, cache=tmp_path/"c", progress=False)
+    with pytest.warns(UserWarning, match="model: cached 'tiny-gpt2', requested 'tiny-llama'"):
+        got = collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False)
+    assert torch.allclose(got[hook], collect(model, TEXTS, hook, progress=False)[hook])
+    with pytest.warns(UserWarning, match="data: cached"):
+        collect(model, TEXTS[:5], hook, cache=tmp_path/"c", progress=False)
+
+def test_same_name_other_weights_is_rebuilt(model, tmp_path):
+    "Two models with the same registry name but other weights do not share a cache."
+    hook = "blocks.0.hook_resid_post"
+    collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False)
+    p = next(model.parameters())
+    with torch.no_grad(): p.add_(1.0)
+    try:
+        with pytest.warns(UserWarning, match="weights"):
+            collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False)
+    finally:
+        with torch.no_grad(): p.sub_(1.0)
+
+def test_corrupt_partial_batch_is_recomputed(model, tmp_path):
+    hooks = "blocks.*.hook_resid_post"
+    def bomb(t, hook):
+        bomb.n += 1
+        if bomb.n == 3: raise _Boom()
+    bomb.n = 0
+    with pytest.raises(_Boom), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", bomb)]):
+        collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
+    f = tmp_path/"c"/"partial"/"batch_00001.safetensors"; f.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="recomputing"):
+        got = collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
+    ref = collect(model, TEXTS, hooks, batch_size=2, progress=False)
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+def test_nan_activations_name_the_hook(model):
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", lambda t, hook: t * float("nan"))]):
+        with pytest.raises(GcavInputError, match="blocks.1.hook_resid_post"):
+            collect(model, TEXTS, "blocks.1.hook_resid_post", progress=False)
+    assert _n_hooks(model) == 0
+
+def test_unknown_hook(model):
+    with pytest.raises(UnknownNameError, match="hook_resid_postt"):
+        collect(model, TEXTS, "blocks.0.hook_resid_postt", progress=False)
+
+@pytest.mark.parametrize("data,err,msg", [
+    ([], GcavInputError, "empty"),
+    ("just one string", TypeError, "list of strings"),
+    (["ok", 3], TypeError, "not strings"),
+])
+def test_bad_text_data(model, data, err, msg):
+    with pytest.raises(err, match=msg): collect(model, data, "blocks.0.hook_resid_post", progress=False)
+
+@pytest.mark.parametrize("kw,msg", [(dict(pooling="max"), "'max'"), (dict(batch_size=0), "batch_size"),
+                                    (dict(pooling=torch.ones(3, 4)), "pooling mask")])
+def test_bad_arguments(model, kw, msg):
+    with pytest.raises(GcavInputError, match=msg): collect(model, TEXTS, "blocks.0.hook_resid_post", progress=False, **kw)
+
+def test_one_example_is_fine(model):
+    assert collect(model, ["only one"], "blocks.0.hook_resid_post", progress=False)["blocks.0.hook_resid_post"].shape[0] == 1
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1); self.head = nn.Linear(4, 2); self.unused = nn.Linear(2, 2)
+    def forward(self, x): return self.head(self.conv(x).mean((2, 3)))
+
+def test_cnn_flatten_and_hooks_must_fire():
+    net = wrap_module(_Net(), name="toy")
+    x = torch.randn(5, 3, 6, 6)
+    out = collect(net, x, ["conv", "head"], batch_size=2, progress=False)
+    assert out["conv"].shape == (5, 4 * 36) and out["head"].shape == (5, 2)
+    with torch.no_grad(): assert torch.allclose(out["conv"], net.model.conv(x).reshape(5, -1), atol=1e-6)
+    with pytest.raises(GcavInputError, match="did not fire"): collect(net, x, ["conv", "unused"], progress=False)
+    with pytest.raises(TypeError, match="floating"): collect(net, x.long(), ["conv"], progress=False)
+    assert not net._handles
+
+def test_capture_keep_grad_gives_grads_at_every_hook(model):
+    toks, am = tokenize(model, TEXTS[:2])
+    with capture(model, "blocks.*.hook_resid_post", keep_grad=True) as acts:
+        model(toks, attention_mask=am)[:, -1, 0].sum().backward()
+    assert all(a.grad is not None for a in acts.values())
+    model.zero_grad(set_to_none=True)
+    assert _n_hooks(model) == 0

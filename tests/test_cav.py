@@ -1,0 +1,166 @@
+"""gcav_nb.cav: parity with scikit-learn, the random-pair symmetry, determinism, bad input and file checks."""
+import math
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from gcav_nb.config import GcavInputError, UnknownNameError
+from gcav_nb.cav import fit_cavs, fit_random_cavs, fit_relative_cavs, CAVSet, ConceptVector, split_indices, _fit_problems, _as_sets
+
+def _resid_like(n, d, shift, seed):
+    "Activations that look like a residual stream: anisotropic, a few large-norm dims, a concept shift."
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.linspace(0.2, 2.0, d); scale[:3] = 8.0
+    x = torch.randn(n, d, generator=g) * scale + 5.0
+    x[:, 10:40] += shift
+    return x
+
+def _sets(L=3, d=96, n=50, R=4, seed=0, shifts=(1.0, 0.3)):
+    layers = [f"blocks.{l}.hook_resid_post" for l in range(L)]
+    concepts = {c: {h: _resid_like(n, d, s * (l + 1) / L, seed + 7 * ci + l) for l, h in enumerate(layers)}
+                for ci, (c, s) in enumerate(zip(["strong", "weak"], shifts))}
+    randoms = [{h: _resid_like(n, d, 0.0, 1000 + seed + 11 * r + l) for l, h in enumerate(layers)} for r in range(R)]
+    return layers, concepts, randoms
+
+@pytest.mark.parametrize("C", [1.0, 0.01])
+def test_parity_with_sklearn(C):
+    "Same data, same split, same C: held-out accuracy within 1 point of sklearn's LogisticRegression, same weights."
+    layers, concepts, randoms = _sets(L=2, d=576, R=3, shifts=(0.6, 0.2))
+    cs = fit_cavs(concepts, randoms, C=C, seed=3)
+    ours, ref, cos = [], [], []
+    for li, h in enumerate(layers):
+        for ci, c in enumerate(cs.concepts):
+            for ri, r in enumerate(cs.runs):
+                X1, X0 = concepts[c][h], randoms[ri][h]
+                m = min(len(X1), len(X0))
+                (p_tr, p_te), (q_tr, q_te) = split_indices(c, len(X1), m, 0.33, 3, ri), split_indices(r, len(X0), m, 0.33, 3, ri)
+                Xtr = torch.cat([X1[p_tr], X0[q_tr]]).double().numpy(); ytr = np.r_[np.ones(len(p_tr)), np.zeros(len(q_tr))]
+                Xte = torch.cat([X1[p_te], X0[q_te]]).double().numpy(); yte = np.r_[np.ones(len(p_te)), np.zeros(len(q_te))]
+                sk = LogisticRegression(C=C, max_iter=5000, tol=1e-8).fit(Xtr, ytr)
+                ref.append(sk.score(Xte, yte)); ours.append(float(cs.accuracy[li, ci, ri]))
+                w = torch.tensor(sk.coef_[0]); v = cs[h][ci, ri].double()
+                cos.append(float(w @ v / w.norm()))
+    ours, ref = np.array(ours), np.array(ref)
+    print(f"C={C}: held-out accuracy ours {ours.mean():.4f} sklearn {ref.mean():.4f}, min cos {min(cos):.6f}")
+    assert abs(ours.mean() - ref.mean()) <= 0.01, (ours.mean(), ref.mean())
+    assert np.mean(np.abs(ours - ref) <= 0.01) >= 0.95
+    assert min(cos) > 0.999, min(cos)
+
+def test_mean_diff_is_the_difference_of_training_means():
+    layers, concepts, randoms = _sets()
+    cs = fit_cavs(concepts, randoms[:1], classifier="mean_diff", seed=0)
+    h = layers[1]; X1, X0 = concepts["strong"][h], randoms[0][h]
+    (p_tr, _), (q_tr, _) = split_indices("strong", 50, 50, 0.33, 0, 0), split_indices("random_0", 50, 50, 0.33, 0, 0)  # run 0: salt 0
+    w = X1[p_tr].mean(0) - X0[q_tr].mean(0)
+    assert torch.allclose(cs[h][0, 0], w / w.norm(), atol=1e-5)
+
+@pytest.mark.parametrize("classifier", ["logistic", "mean_diff"])
+def test_random_pairs_are_symmetric(classifier):
+    "Fitting (j, i) directly gives exactly minus the (i, j) CAV, the same bias up to sign, the same accuracy."
+    _, _, randoms = _sets(R=4)
+    R = _as_sets(randoms, "random")
+    pairs = [(p, q, 0) for p in R for q in R if p != q]
+    layers, W, b, acc, _ = _fit_problems(R, pairs, classifier=classifier, tol=1e-10)
+    idx = {(p, q): i for i, (p, q, _) in enumerate(pairs)}
+    for (p, q), i in idx.items():
+        j = idx[(q, p)]
+        for h in layers:
+            assert torch.allclose(W[h][i], -W[h][j], atol=1e-7, rtol=1e-6)
+        assert torch.allclose(b[:, i], -b[:, j], atol=1e-6) and torch.equal(acc[:, i], acc[:, j])
+    un = fit_random_cavs(randoms, classifier=classifier); od = fit_random_cavs(randoms, classifier=classifier, ordered=True)
+    assert len(un.runs) == 6 and len(od.runs) == 12 and od.meta["ordered"]
+    for ri, r in enumerate(od.runs):
+        p, q = r.split("~"); i = idx[(p, q)]
+        for h in layers:
+            assert torch.allclose(od[h][0, ri].double(), (W[h][i] / W[h][i].norm()).float().double(), atol=1e-5)
+
+def test_same_seed_same_cavs():
+    layers, concepts, randoms = _sets()
+    a, b = fit_cavs(concepts, randoms, seed=5), fit_cavs(concepts, randoms, seed=5)
+    assert torch.equal(a.vectors, b.vectors) and torch.equal(a.accuracy, b.accuracy) and torch.equal(a.bias, b.bias)
+    r1, r2 = fit_random_cavs(randoms, seed=5), fit_random_cavs(randoms, seed=5)
+    assert torch.equal(r1.vectors, r2.vectors)
+    assert not torch.equal(fit_cavs(concepts, randoms, seed=6).accuracy, a.accuracy)
+
+def test_dtype_does_not_matter():
+    "float16/float64 inputs give the float32 result (activations are cast to float64 for the fit)."
+    layers, concepts, randoms = _sets()
+    ref = fit_cavs(concepts, randoms)
+    dbl = fit_cavs({c: {h: x.double() for h, x in s.items()} for c, s in concepts.items()},
+                   [{h: x.double() for h, x in s.items()} for s in randoms])
+    assert torch.allclose(ref.vectors, dbl.vectors, atol=1e-5)
+
+def test_differing_widths_give_a_dict():
+    concepts = {"c": {"a": torch.randn(20, 8) + 1, "b": torch.randn(20, 30) + 1}}
+    randoms = [{"a": torch.randn(20, 8), "b": torch.randn(20, 30)} for _ in range(3)]
+    cs = fit_cavs(concepts, randoms)
+    assert isinstance(cs.vectors, dict) and cs.dims == {"a": 8, "b": 30} and cs["b"].shape == (1, 3, 30)
+
+def test_relative_cavs():
+    layers, concepts, _ = _sets()
+    rel = fit_relative_cavs(concepts, n_runs=4)
+    assert rel.concepts == ["strong~weak"] and rel.accuracy.shape == (3, 1, 4)
+    swapped = fit_relative_cavs(concepts, pairs=[("weak", "strong")], n_runs=4)
+    assert torch.allclose(rel.vectors, -swapped.vectors, atol=1e-5)
+
+def test_concept_vector_provenance_from_collect():
+    from gcav_nb.models import load_model
+    from gcav_nb.activations import collect
+    model = load_model("tiny-llama")
+    pos = [f"What a wonderful {w} day!" for w in "sunny bright lovely warm happy calm fine clear".split()]
+    neg = [f"The {w} was on the table." for w in "cup fork plate knife spoon bowl jar pan".split()]
+    h = "blocks.*.hook_resid_post"
+    cs = fit_cavs({"praise": collect(model, pos, h, progress=False)}, {"neutral": collect(model, neg, h, progress=False)}, seed=1)
+    v = cs.vector(2, "praise", run=0)
+    assert isinstance(v, ConceptVector) and v.hook == "blocks.2.hook_resid_post" and v.layer == 2
+    assert v.model == "tiny-llama" and v.revision == model.gcav_revision and v.pooling == "last" and v.seed == 1
+    assert set(v.data_hash) == {"praise", "neutral"} and v.classifier == "logistic" and 0 <= v.accuracy <= 1
+    assert abs(float(v.direction.norm()) - 1) < 1e-5 and v.negative == "neutral"
+    mean = cs.vector("blocks.2.hook_resid_post", "praise"); assert mean.run is None
+    assert (-v).concept == "neutral"
+
+# ---- bad input ----
+def _one(n=5, d=4): return {"L0": torch.randn(n, d)}
+
+@pytest.mark.parametrize("concepts,randoms,err,msg", [
+    ({"c": _one(0)}, [_one()], GcavInputError, "0 example"),
+    ({"c": _one(1)}, [_one()], GcavInputError, "1 example"),
+    ({"c": {"L0": torch.full((5, 4), float("nan"))}}, [_one()], GcavInputError, "NaN"),
+    ({"c": {"L0": torch.ones(5, 4, dtype=torch.long)}}, [_one()], TypeError, "floating"),
+    ({"c": _one(d=4)}, [_one(d=5)], GcavInputError, "widths"),
+    ({"c": {"L0": torch.randn(5, 2, 2)}}, [_one()], GcavInputError, r"\[n, d\]"),
+    ({"c": _one()}, [{"L1": torch.randn(5, 4)}], UnknownNameError, "L0"),
+    ({"c": _one()}, [], GcavInputError, "no random"),
+    ({"c": [1, 2]}, [_one()], TypeError, "dict"),
+])
+def test_bad_fit_input(concepts, randoms, err, msg):
+    with pytest.raises(err, match=msg): fit_cavs(concepts, randoms)
+
+@pytest.mark.parametrize("kw,msg", [(dict(classifier="svm"), "'svm'"), (dict(C=0), "C must"), (dict(test_frac=1.0), "test_frac"),
+                                    (dict(seed="1"), "seed"), (dict(layers=["nope"]), "nope")])
+def test_bad_fit_options(kw, msg):
+    with pytest.raises((GcavInputError, UnknownNameError), match=msg): fit_cavs({"c": _one()}, [_one()], **kw)
+
+def test_one_random_set_is_not_enough_for_pairs():
+    with pytest.raises(GcavInputError, match="at least 2"): fit_random_cavs([_one()])
+
+def test_load_checks(tmp_path):
+    layers, concepts, randoms = _sets(d=16)
+    cs = fit_cavs(concepts, randoms); p = cs.save(tmp_path/"c.safetensors")
+    back = CAVSet.load(p, expect_layers=layers, expect_dims={h: 16 for h in layers})
+    assert torch.equal(back.vectors, cs.vectors) and back.meta["classifier"] == "logistic" and back.meta["version"]
+    with pytest.raises(GcavInputError, match="expected d=32"): CAVSet.load(p, expect_dims=32)
+    with pytest.raises(GcavInputError, match="has layers"): CAVSet.load(p, expect_layers=layers[:1])
+    (tmp_path/"t.safetensors").write_bytes(p.read_bytes()[:100])
+    with pytest.raises(GcavInputError, match="cannot read"): CAVSet.load(tmp_path/"t.safetensors")
+    from safetensors.torch import save_file
+    save_file({"x": torch.zeros(2)}, str(tmp_path/"o.safetensors"))
+    with pytest.raises(GcavInputError, match="not a gcav_nb CAVSet"): CAVSet.load(tmp_path/"o.safetensors")
+    with pytest.raises(FileNotFoundError): CAVSet.load(tmp_path/"missing.safetensors")
+    with pytest.raises(UnknownNameError, match="unknown concept"): cs.vector(0, "nope")
+    with pytest.raises(GcavInputError, match="out of range"): cs.vector(9, "strong")
+
+def test_to_frame():
+    layers, concepts, randoms = _sets()
+    df = fit_cavs(concepts, randoms).to_frame()
+    assert len(df) == 3 * 2 * 4 and set(df.columns) >= {"layer", "concept", "run", "accuracy"}

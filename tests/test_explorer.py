@@ -1,0 +1,119 @@
+"""The explorer's callbacks, driven headless (no kernel, no browser): set widget values, read figure and tables.
+
+The notebook (nbs/07_explorer.ipynb) shows the happy path; this file holds the bad-input matrix and the
+widget <-> state round trips a cell would make unreadable.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from gcav_nb.config import GcavInputError, UnknownNameError
+from gcav_nb.explorer import (RESULTS_COLUMNS, Explorer, check_results, demo_results, layer_report, plot_layer_curves,
+                              stability_summary)
+
+
+@pytest.fixture
+def table(): return demo_results(n_layers=8, seed=1)
+
+
+def _xs(fig: Figure, label: str) -> list[int]:
+    line = next(l for l in fig.axes[0].lines if l.get_label() == label)
+    return [int(x) for x in line.get_xdata()]
+
+
+def test_widget_changes_update_figure_and_tables(table):
+    "Setting each widget's value updates the selection, the curves, the per-layer report and both output areas."
+    ex = Explorer(table)
+    w = ex.widgets
+    w['concept'].value = 'praise'; w['target'].value = "logit(' positive')"
+    assert (ex.concept, ex.target) == ('praise', "logit(' positive')")
+    want = layer_report(table, concept='praise', target="logit(' positive')")
+    pd.testing.assert_frame_equal(ex.report, want)
+    assert ex.figure.axes[0].get_title().startswith("praise → logit(' positive')")
+    w['layers'].value = (2, 5)
+    assert ex.report.index.tolist() == [2, 3, 4, 5]
+    assert _xs(ex.figure, 'TCAV') == _xs(ex.figure, 'TGCAV') == [2, 3, 4, 5]
+    assert len(w['plot'].outputs) == 1 and len(w['table'].outputs) == 2
+    assert 'image/png' in w['plot'].outputs[0]['data'] or 'text/plain' in w['plot'].outputs[0]['data']
+
+
+def test_plain_select_and_widgets_agree(table):
+    "select() and the widgets are one state: no path can make them disagree."
+    ex = Explorer(table)
+    w = ex.widgets
+    ex.select(concept='food', layers=(1, 3))
+    assert ex.report.index.tolist() == [1, 2, 3]
+    w['concept'].value = 'complaint'
+    assert ex.concept == 'complaint' and ex.report.index.tolist() == [1, 2, 3]   # the layer range is kept
+
+
+def test_significance_marks_follow_the_table(table):
+    "Filled markers are exactly the significant layers; hollow ones the others."
+    t = table.copy()
+    sel = (t.concept == 'food') & (t.target == "logit(' positive')") & (t.method == 'TCAV')
+    t.loc[sel, 'significant'] = t.loc[sel, 'layer'].isin([0, 3])
+    fig = plot_layer_curves(t, concept='food', target="logit(' positive')")
+    filled = [c for c in fig.axes[0].collections if c.get_offsets().shape[0] and np.all(c.get_facecolors()[:, :3] != 1)]
+    xs = sorted({int(x) for c in filled for x in c.get_offsets()[:, 0] if c.get_edgecolors().size})
+    assert {0, 3} <= set(xs)
+
+
+def test_stability_summary_matches_numpy(table):
+    "Mean, std (ddof=0) and CV per method agree with numpy on the report's columns."
+    rep = layer_report(table, concept='food', target="logit(' negative')")
+    s = stability_summary(rep)
+    for m in ('TCAV', 'TGCAV'):
+        x = rep[f'{m} score'].to_numpy()
+        assert s.loc[m, 'mean'] == pytest.approx(x.mean()) and s.loc[m, 'std'] == pytest.approx(x.std())
+        assert s.loc[m, 'cv'] == pytest.approx(x.std() / x.mean())
+
+
+def test_compute_runs_once_per_new_selection():
+    "With a compute function the explorer runs it only for selections it has not seen, and keeps the rows."
+    calls = []
+    def compute(model, concept, target):
+        calls.append(concept)
+        return demo_results(n_layers=4, concepts=(concept,), targets=(target,), model=model, seed=len(calls))
+    ex = Explorer(compute=compute, choices=dict(model=['m'], concept=['a', 'b'], target=['t']))
+    ex.widgets['concept'].value = 'b'
+    ex.widgets['concept'].value = 'a'
+    assert calls == ['a', 'b'] and sorted(ex.results.concept.unique()) == ['a', 'b']
+
+
+@pytest.mark.parametrize('mutate,err,msg', [
+    (lambda d: d.drop(columns='score'), GcavInputError, "['score']"),
+    (lambda d: d.drop(columns=['p_value', 'significant']), GcavInputError, "['p_value', 'significant']"),
+    (lambda d: d.assign(method='tcav'), GcavInputError, "'tcav'"),
+    (lambda d: d.assign(score=1.5), GcavInputError, "[0, 1]"),
+    (lambda d: d.iloc[:0], GcavInputError, "empty"),
+    (lambda d: pd.concat([d, d.iloc[:1]]), GcavInputError, "duplicate"),
+    (lambda d: d.to_dict('records'), TypeError, "DataFrame"),
+])
+def test_bad_results_tables_are_refused(table, mutate, err, msg):
+    "Each malformed table fails before drawing, naming what is wrong."
+    with pytest.raises(err, match=None) as e: check_results(mutate(table))
+    assert msg in str(e.value)
+
+
+@pytest.mark.parametrize('kw,err,msg', [
+    (dict(concept='cats'), UnknownNameError, "'cats'"),
+    (dict(target='logit(x)'), UnknownNameError, "'logit(x)'"),
+    (dict(model='gpt9'), UnknownNameError, "'gpt9'"),
+    (dict(layers=(5, 2)), GcavInputError, 'empty'),
+])
+def test_bad_selections_are_refused(table, kw, err, msg):
+    "Unknown names list the known ones; an inverted layer range is refused."
+    with pytest.raises(err) as e: Explorer(table).select(**kw)
+    assert msg in str(e.value)
+
+
+def test_explorer_needs_data():
+    "No table and no compute function, or compute without choices, is an error at construction."
+    with pytest.raises(GcavInputError, match='results table or a compute'): Explorer()
+    with pytest.raises(GcavInputError, match='choices'): Explorer(compute=lambda *a: None)
+
+
+def test_schema_constant_lists_the_required_columns():
+    "RESULTS_COLUMNS is the schema the docs and the lead's wiring rely on."
+    assert list(RESULTS_COLUMNS) == ['concept', 'target', 'layer', 'method', 'score', 'score_sd', 'p_value',
+                                     'significant', 'cav_accuracy']

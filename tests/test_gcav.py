@@ -1,0 +1,90 @@
+"""gcav_nb.gcav: bad input fails early with clear errors; same seed -> same global CAV; checkpoints refuse other layers.
+
+Only what a notebook cell cannot carry: the bad-input matrix (parametrized) and determinism across fresh models."""
+import math
+import pytest
+import torch
+from gcav_nb.config import GcavInputError
+from gcav_nb.gcav import GCAV, GCAVConfig, check_gcav_inputs, synthetic_gcav_problem, run_gcav
+
+CFG = dict(embed_dim=16, ae_hidden=(32,), ae_noise_copies=2, ae_epochs=2, ae_batch_size=32, align_steps=5,
+           heads=2, ff_dim=8, fuse_epochs=2, num_threads=1)
+
+@pytest.fixture(scope="module")
+def problem(): return synthetic_gcav_problem(L=3, C=2, R=4, M=6, n=20, dims=[12, 12, 8], seed=0)
+
+def _fit(p, seed=0, **kw):
+    return GCAV(p["layers"], p["dims"], p["concepts"], p["runs"], GCAVConfig(seed=seed, **{**CFG, **kw})).fit(
+        p["cavs"], p["random_cavs"], p["grads"], progress=False)
+
+def _bad(p, what):
+    cavs, rnd, grads = [c.clone() for c in p["cavs"]], [r.clone() for r in p["random_cavs"]], [g.clone() for g in p["grads"]]
+    if what == "one_layer": return cavs[:1], rnd[:1], grads[:1]
+    if what == "width": return cavs, rnd, [grads[0], grads[1], torch.randn(20, 9)]
+    if what == "width_random": return cavs, [rnd[0], torch.randn(6, 5), rnd[2]], grads
+    if what == "one_run": return [c[:, :1] for c in cavs], rnd, grads
+    if what == "nan_cav": cavs[1][0, 0, 3] = float("nan"); return cavs, rnd, grads
+    if what == "inf_grad": grads[2][0, 0] = float("inf"); return cavs, rnd, grads
+    if what == "zero_cav": cavs[0][1, 2] = 0.0; return cavs, rnd, grads
+    if what == "runs_differ": cavs[1] = cavs[1][:, :3]; return cavs, rnd, grads
+
+@pytest.mark.parametrize("what,msg", [("one_layer", "at least 2 layers"), ("width", "mismatched width"), ("width_random", "mismatched width"),
+                                      ("one_run", "at least 2 CAV runs"), ("nan_cav", "NaN"), ("inf_grad", "NaN or inf"),
+                                      ("zero_cav", "all zeros"), ("runs_differ", "concepts x runs")])
+def test_bad_input_fails_early_with_a_clear_error(problem, what, msg):
+    "Each malformed input raises GcavInputError naming the problem before any training."
+    with pytest.raises(GcavInputError, match=msg): check_gcav_inputs(*_bad(problem, what))
+
+def test_fit_refuses_cavs_for_other_widths(problem):
+    "A GCAV built for some widths refuses CAVs of another width."
+    gm = GCAV(problem["layers"], [12, 12, 7], problem["concepts"], problem["runs"], GCAVConfig(**CFG))
+    with pytest.raises(GcavInputError, match="built for 7-d"): gm.fit(problem["cavs"], problem["random_cavs"], problem["grads"], progress=False)
+
+@pytest.mark.parametrize("kw,msg", [(dict(fuse="median"), "'median'"), (dict(positive="next"), "'next'"), (dict(tau=0), "tau"),
+                                    (dict(embed_dim=10, heads=4), "divisible"), (dict(ae_dropout=1.0), "ae_dropout"), (dict(temp_growth=0.5), "temp_growth")])
+def test_config_validates_in_post_init(kw, msg):
+    "Bad hyperparameters fail when the config is built."
+    with pytest.raises(GcavInputError, match=msg): GCAVConfig(**kw)
+
+def test_same_seed_same_global_cav(problem):
+    "Two fresh models with the same seed give identical global CAVs; another seed gives different ones."
+    a, b, c = _fit(problem, 0), _fit(problem, 0), _fit(problem, 1)
+    assert torch.equal(a.global_cavs, b.global_cavs)
+    assert not torch.equal(a.global_cavs, c.global_cavs)
+
+@pytest.mark.parametrize("kw", [dict(positive="random"), dict(negatives="concepts"), dict(fuse="attention"), dict(fuse="mean"),
+                                dict(fuse_input="input"), dict(fuse_input="none"), dict(n_negatives=3)])
+def test_every_variant_trains_and_decodes(problem, kw):
+    "The paper's variants and the ablation switches train and decode to unit vectors of each layer's width."
+    gm = _fit(problem, **kw)
+    dec = gm.decode()
+    assert [d.shape for d in dec] == [(2, 4, 12), (2, 4, 12), (2, 4, 8)]
+    assert all(torch.allclose(d.norm(dim=-1), torch.ones(2, 4), atol=1e-5) for d in dec)
+
+def test_checkpoint_roundtrip_and_refusal(problem, tmp_path):
+    "save/load keeps the global CAVs and TGCAV scores; a checkpoint for other layers or widths is refused."
+    gm = _fit(problem)
+    gm.save(tmp_path / "g")
+    gl = GCAV.load(tmp_path / "g", expect_layers=problem["layers"], expect_dims=problem["dims"])
+    assert torch.equal(gl.global_cavs, gm.global_cavs)
+    assert torch.equal(gl.tgcav_scores(problem["grads"]), gm.tgcav_scores(problem["grads"]))
+    with pytest.raises(GcavInputError, match="trained for layers"): GCAV.load(tmp_path / "g", expect_layers=["a", "b"])
+    with pytest.raises(GcavInputError, match="trained for widths"): GCAV.load(tmp_path / "g", expect_dims=[12, 12, 9])
+    with pytest.raises(GcavInputError, match="not a GCAV checkpoint"): GCAV.load(tmp_path)
+
+def test_unfitted_model_refuses_to_decode(problem):
+    "decode() before fit() is a clear error."
+    gm = GCAV(problem["layers"], problem["dims"], problem["concepts"], problem["runs"], GCAVConfig(**CFG))
+    with pytest.raises(GcavInputError, match="not trained"): gm.decode()
+
+def test_run_gcav_rejects_a_concept_with_one_example():
+    "A concept set with a single example is refused before any forward pass."
+    from gcav_nb.models import load_model
+    from gcav_nb.tcav import class_logit
+    cnn = load_model("tiny-cnn", device="cpu"); x = torch.rand(4, 3, 32, 32)
+    with pytest.raises(GcavInputError, match="1 example"):
+        run_gcav(cnn, x, {"one": x[:1]}, [x, x], ["relu1", "relu2"], class_logit(0))
+    with pytest.raises(GcavInputError, match="at least 2 layers"):
+        run_gcav(cnn, x, {"c": x}, [x, x], ["relu1"], class_logit(0))
+    with pytest.raises(GcavInputError, match="at least 2 random sets"):
+        run_gcav(cnn, x, {"c": x}, [x], ["relu1", "relu2"], class_logit(0))

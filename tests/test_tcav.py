@@ -1,0 +1,216 @@
+"""gcav_nb.tcav beyond the notebook's cells: parity with captum.concept.TCAV, calibration of the significance test,
+gradients against the plain HF model, determinism, and the bad-input matrix."""
+import tempfile, warnings
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from gcav_nb.config import GcavInputError, UnknownNameError
+from gcav_nb import tcav as T
+
+
+def small_cnn(seed=0):
+    "A 4-block torch CNN, [n, 3, 16, 16] -> [n, 5] logits."
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(8 * 8 * 8, 16), nn.Tanh(), nn.Linear(16, 5)).eval()
+
+
+def captum_scores_with_cavs(model, layers, inputs, cavs, target, concept_x, random_x, n_runs):
+    "captum.concept.TCAV sign_count scores [layer, 1, run] with OUR CAVs injected through its Classifier interface."
+    from captum.concept import TCAV, Concept
+    from captum.concept._utils.classifier import Classifier
+
+    class Injected(Classifier):
+        "Ignores the data; returns the given CAV for (experimental set, layer) in the order captum trains them."
+        def __init__(self): self.calls = {}
+        def train_and_eval(self, dataloader, **kw):
+            ys = torch.cat([y for _, y in dataloader]).unique().tolist()
+            rid = max(ys); k = self.calls.get(rid, 0); self.calls[rid] = k + 1
+            li, run = k % len(layers), rid - 1
+            self.w = cavs[layers[li]][0, run].double(); self.cls = [0, rid]
+            return {"accs": 1.0}
+        def weights(self): return torch.stack([self.w, -self.w])   # row 0 = concept (id 0) direction
+        def classes(self): return self.cls
+
+    def it(x): return iter([x])
+    concept = Concept(0, "concept", it(concept_x))
+    randoms = [Concept(i + 1, f"random{i}", it(random_x[i])) for i in range(n_runs)]
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tc = TCAV(model, layers, classifier=Injected(), save_path=d)
+        res = tc.interpret(inputs, [[concept, r] for r in randoms], target=target)
+    return torch.tensor([[[res[f"0-{r + 1}"][l]["sign_count"][0].item() for r in range(n_runs)]] for l in layers])
+
+
+def test_scores_equal_captum_given_the_same_cavs():
+    "On a small CNN, our one-backward scores equal captum.concept.TCAV's with the same CAVs (within 0.02)."
+    model = small_cnn(); g = torch.Generator().manual_seed(0)
+    layers = ["0", "2", "5", "8"]; n_runs = 3
+    x = torch.randn(40, 3, 16, 16, generator=g)
+    grads = T.gradients(model, x, layers, T.class_logit(2))
+    cavs = {l: torch.randn(1, n_runs, grads[l].shape[1], generator=g) for l in layers}
+    ours = T.tcav_scores(grads, cavs, layers=layers)
+    theirs = captum_scores_with_cavs(model, layers, x, cavs, 2, torch.randn(10, 3, 16, 16, generator=g),
+                                     [torch.randn(10, 3, 16, 16, generator=g) for _ in range(n_runs)], n_runs)
+    assert ours.shape == theirs.shape == (4, 1, n_runs)
+    assert (ours - theirs).abs().max().item() <= 0.02, (ours, theirs)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    from gcav_nb.models import load_model
+    return load_model("tiny-llama", device="cpu")
+
+
+def test_gradients_match_the_plain_hf_model(tiny_llama):
+    "d logit / d resid_post from our one-backward pass equals the plain HF model's, every layer (TL#1688, #1750)."
+    m = tiny_llama; hf = m.original_model; L = m.cfg.n_layers
+    texts = ["The food was great", "Awful service, cold soup and a long wait"]
+    tid = T._token_id(m, " positive")
+    g = T.gradients(m, texts, "blocks.*.hook_resid_post", T.logit(" positive"))
+    from gcav_nb.models import tokenize
+    for i, t in enumerate(texts):
+        toks, _ = tokenize(m, [t])
+        outs = {}
+        def keep(l):
+            def f(mod, inp, out):
+                o = out[0] if isinstance(out, tuple) else out
+                o.retain_grad(); outs[l] = o
+            return f
+        hs = [hf.model.layers[l].register_forward_hook(keep(l)) for l in range(L)]
+        try:
+            hf(toks).logits[0, -1, tid].backward()
+        finally:
+            for h in hs: h.remove()
+        for l in range(L):
+            ref = outs[l].grad[0, -1]
+            assert torch.allclose(g[f"blocks.{l}.hook_resid_post"][i], ref, atol=1e-5), (l, (g[f"blocks.{l}.hook_resid_post"][i] - ref).abs().max())
+
+
+def test_hooks_removed_after_use_and_after_error(tiny_llama):
+    "No hook is left on the model after a run, nor after a run that raised."
+    m = tiny_llama
+    def n_hooks(): return sum(len(getattr(h, "fwd_hooks", [])) + len(getattr(h, "_forward_hooks", {})) for h in m.hook_dict.values())
+    before = n_hooks()
+    T.gradients(m, ["hello there"], "blocks.*.hook_resid_post", " positive")
+    with pytest.raises(GcavInputError): T.gradients(m, ["hello there"], "blocks.*.hook_resid_post", lambda o: o[:, 0] * float("nan"))
+    assert n_hooks() == before
+
+
+def test_padding_does_not_change_gradients(tiny_llama):
+    "A text's gradient is the same alone and in a right-padded batch with longer texts; also for mean pooling."
+    m = tiny_llama; texts = ["ok", "a much longer sentence about the weather today"]
+    for pooling in ["last", "mean"]:
+        both = T.gradients(m, texts, "blocks.*.hook_resid_post", " positive", pooling=pooling)
+        alone = T.gradients(m, texts[:1], "blocks.*.hook_resid_post", " positive", pooling=pooling)
+        for k in both: assert torch.allclose(both[k][0], alone[k][0], atol=1e-5)
+
+
+def test_same_seed_same_scores():
+    "Scores and p-values are identical for the same inputs and CAVs, and different CAV seeds give different CAVs."
+    model = small_cnn(); x = torch.randn(30, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    a = T.gradients(model, x, ["2", "5"], 1); b = T.gradients(model, x, ["2", "5"], 1)
+    for k in a: assert torch.equal(a[k], b[k])
+
+
+# ---- bad input: clear errors raised before any long work ------------------------------------------------------
+def test_target_token_split_by_tokenizer(tiny_llama):
+    with pytest.raises(GcavInputError, match="tokens|split"):
+        T.gradients(tiny_llama, ["hi"], "blocks.0.hook_resid_post", T.logit(" supercalifragilistic"))
+
+
+@pytest.mark.parametrize("hooks", ["blocks.0.hook_resid_pots", ["blocks.99.hook_resid_post"], "nope.*"])
+def test_unknown_hook_names(tiny_llama, hooks):
+    with pytest.raises(UnknownNameError):
+        T.gradients(tiny_llama, ["hi"], hooks, " positive")
+
+
+def test_unknown_module_name_plain_torch():
+    with pytest.raises(UnknownNameError, match="close matches"):
+        T.gradients(small_cnn(), torch.randn(2, 3, 16, 16), "conv9", 0)
+
+
+def test_mismatched_cav_and_gradient_dims():
+    g = {"a": torch.randn(5, 8)}
+    with pytest.raises(GcavInputError, match="gradient dim 8 != CAV dim 4"): T.tcav_scores(g, {"a": torch.randn(1, 2, 4)})
+
+
+def test_nan_gradients():
+    with pytest.raises(GcavInputError, match="NaN"): T.tcav_scores({"a": torch.full((3, 4), float("nan"))}, {"a": torch.randn(1, 1, 4)})
+    with pytest.raises(GcavInputError, match="NaN"):
+        T.gradients(small_cnn(), torch.randn(4, 3, 16, 16), "2", lambda o: o[:, 0] * float("nan"))
+
+
+def test_nan_inputs():
+    x = torch.randn(4, 3, 16, 16); x[1, 0, 0, 0] = float("nan")
+    with pytest.raises(GcavInputError, match="NaN"): T.gradients(small_cnn(), x, "2", 0)
+
+
+@pytest.mark.parametrize("inputs,err", [([], GcavInputError), (torch.zeros(0, 3, 16, 16), GcavInputError),
+                                        ("a single string", TypeError), ([1, 2], TypeError), (3.5, TypeError)])
+def test_empty_or_wrong_inputs(inputs, err):
+    with pytest.raises(err): T.gradients(small_cnn(), inputs, "2", 0)
+
+
+@pytest.mark.parametrize("target,err", [(1.5, TypeError), ([0], TypeError), (T.class_logit(7), GcavInputError)])
+def test_wrong_targets(target, err):
+    with pytest.raises(err): T.gradients(small_cnn(), torch.randn(2, 3, 16, 16), "2", target)
+
+
+@pytest.mark.parametrize("kw,err", [(dict(test="welch"), GcavInputError), (dict(test="ttest", random_scores=None), GcavInputError)])
+def test_bad_test_arguments(kw, err):
+    s = torch.rand(2, 1, 4)
+    with pytest.raises(err): T.tcav_pvalues(s, **kw)
+
+
+def test_wrong_cav_types():
+    with pytest.raises(TypeError): T.tcav_scores({"a": torch.randn(3, 4)}, [1, 2, 3])
+    with pytest.raises(TypeError): T.tcav_scores([torch.randn(3, 4)], {"a": torch.randn(1, 1, 4)})
+
+
+def test_random_concept_flagged_significant_at_most_5pct():
+    "Calibration: a concept made of random images, tested against random sets, is significant in <= 5% of trials (pseudo test)."
+    from gcav_nb.models import load_model
+    from gcav_nb.activations import collect
+    from gcav_nb.cav import fit_cavs, fit_random_cavs
+    m = load_model("tiny-cnn", device="cpu"); layers = ["conv1", "conv2", "conv3"]
+    g = torch.Generator().manual_seed(0)
+    bank_x = torch.rand(240, 3, 32, 32, generator=g)
+    bank = collect(m, bank_x, layers, progress=False)
+    grads = T.gradients(m, torch.rand(40, 3, 32, 32, generator=g), layers, T.class_logit(0))
+    R, n, trials = 5, 20, 30
+    flags = {"pseudo": [], "ttest": []}
+    for t in range(trials):
+        perm = torch.randperm(240, generator=torch.Generator().manual_seed(t))[:(R + 1) * n].reshape(R + 1, n)
+        sets = {f"r{i}": {h: bank[h][perm[i]] for h in layers} for i in range(R + 1)}
+        rnd = {k: v for k, v in sets.items() if k != "r0"}
+        res = T.tcav_result(grads, fit_cavs({"concept": sets["r0"]}, rnd, layers=layers, seed=t),
+                            fit_random_cavs(rnd, layers=layers, ordered=True, seed=t), T.class_logit(0), correction="none")
+        for k in flags: flags[k] += (res.retest(test=k).p_values[:, 0] <= 0.05).tolist()
+    rate = {k: float(np.mean(v)) for k, v in flags.items()}
+    print("false-positive rate per layer test:", rate)
+    assert rate["pseudo"] <= 0.05, rate
+
+
+def test_tcav_same_seed_identical_and_hooks_gone():
+    "tcav() twice with the same seed gives identical scores and p-values; no hook stays on the model."
+    from gcav_nb.models import load_model
+    m = load_model("tiny-cnn", device="cpu"); g = torch.Generator().manual_seed(3)
+    x = torch.rand(12, 3, 32, 32, generator=g)
+    conc = {"a": torch.rand(8, 3, 32, 32, generator=g)}; rnd = [torch.rand(8, 3, 32, 32, generator=g) for _ in range(3)]
+    r1 = T.tcav(m, x, conc, rnd, ["conv1", "conv2"], 0, seed=5); r2 = T.tcav(m, x, conc, rnd, ["conv1", "conv2"], 0, seed=5)
+    assert torch.equal(r1.scores, r2.scores) and torch.equal(r1.random_scores, r2.random_scores)
+    assert np.array_equal(r1.p_values, r2.p_values, equal_nan=True)
+    assert all(len(mod._forward_hooks) == 0 for mod in m.modules())
+
+
+@pytest.mark.parametrize("kw,err", [(dict(test="z"), GcavInputError), (dict(correction="holm"), GcavInputError),
+                                    (dict(alpha=2.0), GcavInputError), (dict(seed="1"), GcavInputError),
+                                    (dict(relative=[("a", "nope")]), UnknownNameError), (dict(hooks="conv7"), UnknownNameError)])
+def test_tcav_bad_arguments_fail_before_work(kw, err):
+    from gcav_nb.models import load_model
+    m = load_model("tiny-cnn", device="cpu"); x = torch.rand(4, 3, 32, 32)
+    args = {"hooks": ["conv1"], **kw}
+    with pytest.raises(err): T.tcav(m, x, {"a": torch.rand(4, 3, 32, 32)}, [torch.rand(4, 3, 32, 32)] * 3, target=0, **args)
