@@ -11,12 +11,13 @@ is printed too.
 cpu size: SmolLM2-135M (30 layers), 256 texts, batch 32. ci size: tiny-llama, 64 texts, batch 16.
 Usage: python bench/bench_activations.py [--size ci|cpu]
 """
-import argparse, csv, os, platform, sys, time
+import argparse, sys, time
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _results import append_results  # noqa: E402  (bench/ is on sys.path when run as a script)
 from gcav_nb.models import load_model, tokenize
 from gcav_nb.activations import collect
 
@@ -58,14 +59,9 @@ def main():
     print(f"bare forward: {t_bare:.3f} s; collect: {t_ours:.3f} s; collect with stop_early=False: {t_full:.3f} s (CPU time, best of 3)")
     print(f"collect_full_forward_over_bare: {t_full / t_bare:.3f}x")
     ratio = t_ours / t_bare
-    machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
-    out_csv = ROOT / "bench" / "out" / "results.csv"; out_csv.parent.mkdir(parents=True, exist_ok=True)
-    new = not out_csv.exists()
-    with open(out_csv, "a", newline="") as f:
-        w = csv.writer(f)
-        if new: w.writerow(["figure", "ours_s", "reference", "reference_s", "ratio", "goal", "size", "machine"])
-        w.writerow(["collect_over_bare_forward", f"{t_ours:.4f}", f"bare forward ({s['model']}, {len(X)} texts)", f"{t_bare:.4f}", f"{ratio:.3f}", "<= 1.10", a.size, machine])
-        w.writerow(["collect_full_forward_over_bare", f"{t_full:.4f}", f"bare forward ({s['model']}, {len(X)} texts)", f"{t_bare:.4f}", f"{t_full / t_bare:.3f}", "<= 1.10", a.size, machine])
+    ref = f"bare forward ({s['model']}, {len(X)} texts)"
+    append_results([["collect_over_bare_forward", f"{t_ours:.4f}", ref, f"{t_bare:.4f}", f"{ratio:.3f}", "<= 1.10"],
+                    ["collect_full_forward_over_bare", f"{t_full:.4f}", ref, f"{t_bare:.4f}", f"{t_full / t_bare:.3f}", "<= 1.10"]], a.size)
     print(f"collect_over_bare_forward: {ratio:.3f}x (goal <= 1.10)")
 
 if __name__ == "__main__": main()

@@ -16,7 +16,7 @@ Usage: python bench/bench_cav.py [--size ci|cpu]
 """
 import os
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"): os.environ.setdefault(_v, "1")
-import argparse, csv, platform, sys, time
+import argparse, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _results import append_results  # noqa: E402  (bench/ is on sys.path when run as a script)
 from gcav_nb.cav import fit_cavs, split_indices
 
 SIZES = dict(ci=dict(L=6, C=4, R=10, d=576, n=50), cpu=dict(L=30, C=4, R=10, d=576, n=50))
@@ -74,14 +75,8 @@ def main():
     gap = abs(acc_ours - acc_ref) * 100
     print(f"accuracy gap: {gap:.2f} points (goal <= 1)")
     ratio = t_ref / t_ours
-    machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
-    out_csv = ROOT / "bench" / "out" / "results.csv"; out_csv.parent.mkdir(parents=True, exist_ok=True)
-    new = not out_csv.exists()
-    with open(out_csv, "a", newline="") as f:
-        w = csv.writer(f)
-        if new: w.writerow(["figure", "ours_s", "reference", "reference_s", "ratio", "goal", "size", "machine"])
-        w.writerow(["cav_fit_speedup_vs_sklearn", f"{t_ours:.4f}", f"sklearn LogisticRegression loop ({n_fits} fits, acc gap {gap:.2f} pt)",
-                    f"{t_ref:.4f}", f"{ratio:.2f}", ">= 20", a.size, machine])
+    append_results([["cav_fit_speedup_vs_sklearn", f"{t_ours:.4f}", f"sklearn LogisticRegression loop ({n_fits} fits, acc gap {gap:.2f} pt)",
+                     f"{t_ref:.4f}", f"{ratio:.2f}", ">= 20"]], a.size)
     print(f"cav_fit_speedup_vs_sklearn: {ratio:.1f}x (goal >= 20)")
 
 if __name__ == "__main__": main()

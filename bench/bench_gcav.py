@@ -6,14 +6,15 @@ Synthetic CAVs of SmolLM2's width (576) with R=10 runs and 45 random-vs-random C
 gradients, `GCAVConfig.preset(size)`. Each (layers, concepts) cell runs in its own process so that its peak RSS is
 its own. Goals: all three stages on 30 layers x 10 concepts in under 2 minutes on 2 cores; TGCAV scoring no
 dearer than one TCAV scoring pass (both use the same precomputed gradients)."""
-import argparse, csv, json, multiprocessing as mp, os, platform, resource, sys, time
+import argparse, json, multiprocessing as mp, os, platform, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, when gcav_nb is not pip-installed
+from _results import OUT, append_results  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 def _cell(q, L, C, size, d, R, M, n, threads):
     import torch
     torch.set_num_threads(threads)
-    from gcav_nb.gcav import GCAV, GCAVConfig, synthetic_gcav_problem, sign_scores
+    from gcav_nb.gcav import GCAV, GCAVConfig, synthetic_gcav_problem
     p = synthetic_gcav_problem(L=L, C=C, R=R, M=M, n=n, dims=[d] * L, seed=0)
     cfg = GCAVConfig.preset(size, seed=0, num_threads=threads)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -60,15 +61,9 @@ def main():
     big = rows[-1]
     score_ratio = big["tgcav_score_s"] / big["tcav_score_s"]
     fit_goal = 120.0
-    out = Path(__file__).resolve().parent / "out"; out.mkdir(exist_ok=True)
-    f = out / "results.csv"; new = not f.exists()
-    machine = f"{platform.node()} {os.cpu_count()}cpu {a.threads}threads"
-    with f.open("a", newline="") as fh:
-        w = csv.writer(fh)
-        if new: w.writerow(["figure", "ours_s", "reference", "reference_s", "ratio", "goal", "size", "machine"])
-        w.writerow([f"tgcav_scoring_vs_tcav_L{big['layers']}xC{big['concepts']}", f"{big['tgcav_score_s']:.5f}", "tcav_scores (same grads)", f"{big['tcav_score_s']:.5f}", f"{score_ratio:.3f}", "<=1 (plus decoding)", a.size, machine])
-        w.writerow([f"gcav_fit_L{big['layers']}xC{big['concepts']}", f"{big['fit_s']:.2f}", "2-minute budget", f"{fit_goal:.0f}", f"{big['fit_s'] / fit_goal:.3f}", "<=1", a.size, machine])
-    (out / f"gcav_{a.size}.json").write_text(json.dumps(rows, indent=1))
+    append_results([[f"tgcav_scoring_vs_tcav_L{big['layers']}xC{big['concepts']}", f"{big['tgcav_score_s']:.5f}", "tcav_scores (same grads)", f"{big['tcav_score_s']:.5f}", f"{score_ratio:.3f}", "<=1 (plus decoding)"],
+                    [f"gcav_fit_L{big['layers']}xC{big['concepts']}", f"{big['fit_s']:.2f}", "2-minute budget", f"{fit_goal:.0f}", f"{big['fit_s'] / fit_goal:.3f}", "<=1"]], a.size)
+    (OUT / f"gcav_{a.size}.json").write_text(json.dumps(rows, indent=1))
     print(f"TGCAV scoring / one TCAV scoring pass ({big['layers']} layers x {big['concepts']} concepts x {R} runs): {score_ratio:.2f}x")
     print(f"gcav_fit_{big['layers']}x{big['concepts']} vs 2-minute budget: {big['fit_s'] / fit_goal:.2f}x (goal <= 1.0)")
 

@@ -11,7 +11,7 @@ Then captum is run once more with OUR CAVs injected through its `Classifier` int
 
 Usage: python bench/bench_tcav.py [--size ci|cpu]
 """
-import argparse, csv, os, platform, sys, tempfile, time, warnings
+import argparse, os, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "tests"))
+from _results import append_results  # noqa: E402  (bench/ is on sys.path when run as a script)
 from gcav_nb.models import wrap_module
 from gcav_nb.activations import collect
 from gcav_nb.cav import fit_cavs, fit_random_cavs
@@ -114,15 +115,9 @@ def main():
     print(f"ours {t_ours:.3f}s | floor {t_floor:.3f}s (forward {t_fwd:.3f} + forward+backward {t_fb:.3f} + CAV fit {t_fit:.3f}) "
           f"| captum.concept.TCAV {t_captum:.2f}s")
     print(f"max |score ours - captum| with the same CAVs: {parity:.4f} (goal <= 0.02)")
-    machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
-    out_csv = ROOT / "bench" / "out" / "results.csv"; out_csv.parent.mkdir(parents=True, exist_ok=True)
-    new = not out_csv.exists()
-    with open(out_csv, "a", newline="") as f:
-        w = csv.writer(f)
-        if new: w.writerow(["figure", "ours_s", "reference", "reference_s", "ratio", "goal", "size", "machine"])
-        w.writerow(["tcav_time_over_floor", f"{t_ours:.4f}", "floor (fwd sets + fwd/bwd inputs + CAV fit)", f"{t_floor:.4f}", f"{r_floor:.3f}", "<= 1.5", a.size, machine])
-        w.writerow(["tcav_speedup_vs_captum", f"{t_ours:.4f}", "captum.concept.TCAV 0.9", f"{t_captum:.4f}", f"{r_captum:.2f}", ">= 20", a.size, machine])
-        w.writerow(["tcav_captum_parity_maxdiff", "", "captum same CAVs", "", f"{parity:.4f}", "<= 0.02", a.size, machine])
+    append_results([["tcav_time_over_floor", f"{t_ours:.4f}", "floor (fwd sets + fwd/bwd inputs + CAV fit)", f"{t_floor:.4f}", f"{r_floor:.3f}", "<= 1.5"],
+                    ["tcav_speedup_vs_captum", f"{t_ours:.4f}", "captum.concept.TCAV 0.9", f"{t_captum:.4f}", f"{r_captum:.2f}", ">= 20"],
+                    ["tcav_captum_parity_maxdiff", "", "captum same CAVs", "", f"{parity:.4f}", "<= 0.02"]], a.size)
     print(f"tcav_time_over_floor: {r_floor:.2f}x (goal <= 1.5)")
     print(f"tcav_speedup_vs_captum: {r_captum:.1f}x (goal >= 20)")
 

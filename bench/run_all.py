@@ -11,30 +11,16 @@ bench/out/growth_*.csv that scripts (re)write; the runner puts every one written
 Scripts run one after another (the machine is shared), each with `--size` and a time limit.
 """
 from __future__ import annotations
-import argparse, csv, datetime, os, platform, re, shutil, subprocess, sys, time
+import argparse, csv, datetime, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULT_COLS = ['figure', 'ours_s', 'reference', 'reference_s', 'ratio', 'goal', 'size', 'machine']
+sys.path.insert(0, str(HERE))
+from _results import RESULT_COLS, machine  # noqa: E402
 LEDGER_COLS = ['script', 'figure', 'ours_s', 'reference', 'reference_s', 'ratio', 'goal', 'met', 'size', 'status', 'wall_s']
 LAST_LINE = re.compile(r'^(?P<figure>.+?):\s*(?P<ratio>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)\s*x\s*'
                        r'\(goal\s*(?P<goal>[^)]*)\)\s*$')
-
-
-def machine() -> str:
-    "CPU model, cores, torch version (and GPU, if any): the ledger's machine column."
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): cpu = line.split(':', 1)[1].strip(); break
-    except OSError: pass
-    try:
-        import torch
-        tv = f"torch {torch.__version__}"
-        if torch.cuda.is_available(): tv += f", {torch.cuda.get_device_name(0)}"
-    except Exception: tv = 'torch not importable'
-    return f"{cpu}, {os.cpu_count()} cores, {tv}, python {platform.python_version()}"
 
 
 def parse_last_line(stdout: str) -> dict | None:
@@ -78,7 +64,7 @@ def run_script(script: Path, size: str, timeout: float, results: Path) -> tuple[
     except subprocess.TimeoutExpired as e:
         rc, out, err = 'timeout', (e.stdout or b'').decode() if isinstance(e.stdout, bytes) else (e.stdout or ''), f'timed out after {timeout:.0f}s'
     wall = time.perf_counter() - t0
-    status = 'ok' if rc == 0 else (f'timeout' if rc == 'timeout' else f'failed (rc {rc}): ' + (err.strip().splitlines() or ['?'])[-1][:200])
+    status = 'ok' if rc == 0 else ('timeout' if rc == 'timeout' else f'failed (rc {rc}): ' + (err.strip().splitlines() or ['?'])[-1][:200])
     new = read_results(results)[before:]
     if not new:
         last = parse_last_line(out) if rc == 0 else None

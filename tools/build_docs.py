@@ -483,7 +483,7 @@ def build_readme(dest: Path = ROOT/'README.md', force: bool = False) -> Path:
     c.TagRemovePreprocessor.enabled = True
     c.TagRemovePreprocessor.remove_input_tags = ('remove-input',)
     c.TagRemovePreprocessor.remove_all_outputs_tags = ('remove-output',)
-    body, res = MarkdownExporter(config=c).from_notebook_node(nbformat.from_dict(nb), resources={'output_files_dir': f'{dest.stem}_files'})
+    body, res = MarkdownExporter(config=c).from_notebook_node(nbformat.reads(json.dumps(nb), as_version=4), resources={'output_files_dir': f'{dest.stem}_files'})
     old = dest.parent/f'{dest.stem}_files'
     if old.exists(): shutil.rmtree(old)
     body = re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
