@@ -31,3 +31,12 @@ def append_results(rows: list[list], size: str, out: Path = OUT) -> Path:
         if new: w.writerow(RESULT_COLS)
         for r in rows: w.writerow([*r, size, mach])
     return path
+
+
+def write_growth(name: str, rows: list[dict], out: Path = OUT) -> Path:
+    "Write a cost-growth table (one dict per measured size) to growth_<name>.csv; run_all.py puts it in the ledger."
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f'growth_{name}.csv'
+    with open(path, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+    return path

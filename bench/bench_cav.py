@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _results import append_results  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _results import append_results, write_growth  # noqa: E402  (bench/ is on sys.path when run as a script)
 from gcav_nb.cav import fit_cavs, split_indices
 
 SIZES = dict(ci=dict(L=6, C=4, R=10, d=576, n=50), cpu=dict(L=30, C=4, R=10, d=576, n=50))
@@ -77,6 +77,13 @@ def main():
     ratio = t_ref / t_ours
     append_results([["cav_fit_speedup_vs_sklearn", f"{t_ours:.4f}", f"sklearn LogisticRegression loop ({n_fits} fits, acc gap {gap:.2f} pt)",
                      f"{t_ref:.4f}", f"{ratio:.2f}", ">= 20"]], a.size)
+    growth = []
+    for L, nC, R in [(1, 1, 10), (max(1, s["L"] // 3), s["C"], s["R"]), (s["L"], s["C"], s["R"] // 2), (s["L"], s["C"], s["R"])]:
+        t = time.process_time()
+        fit_cavs({k: concepts[k] for k in list(concepts)[:nC]}, randoms[:R], layers=layers[:L], C=C, seed=seed)
+        growth.append(dict(layers=L, concepts=nC, runs=R, fits=L * nC * R, cpu_s=round(time.process_time() - t, 3)))
+    write_growth("cav_fit", growth)
+    print("\n".join(f"growth: {g}" for g in growth))
     print(f"cav_fit_speedup_vs_sklearn: {ratio:.1f}x (goal >= 20)")
 
 if __name__ == "__main__": main()

@@ -9,7 +9,7 @@ dearer than one TCAV scoring pass (both use the same precomputed gradients)."""
 import argparse, json, multiprocessing as mp, os, platform, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, when gcav_nb is not pip-installed
-from _results import OUT, append_results  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _results import OUT, append_results, write_growth  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 def _cell(q, L, C, size, d, R, M, n, threads):
     import torch
@@ -64,6 +64,7 @@ def main():
     append_results([[f"tgcav_scoring_vs_tcav_L{big['layers']}xC{big['concepts']}", f"{big['tgcav_score_s']:.5f}", "tcav_scores (same grads)", f"{big['tcav_score_s']:.5f}", f"{score_ratio:.3f}", "<=1 (plus decoding)"],
                     [f"gcav_fit_L{big['layers']}xC{big['concepts']}", f"{big['fit_s']:.2f}", "2-minute budget", f"{fit_goal:.0f}", f"{big['fit_s'] / fit_goal:.3f}", "<=1"]], a.size)
     (OUT / f"gcav_{a.size}.json").write_text(json.dumps(rows, indent=1))
+    write_growth("gcav_fit", [{k: r[k] for k in ("layers", "concepts", "fit_s", "stage1_s", "stage2_s", "stage3_s", "peak_rss_mb")} for r in rows])
     print(f"TGCAV scoring / one TCAV scoring pass ({big['layers']} layers x {big['concepts']} concepts x {R} runs): {score_ratio:.2f}x")
     print(f"gcav_fit_{big['layers']}x{big['concepts']} vs 2-minute budget: {big['fit_s'] / fit_goal:.2f}x (goal <= 1.0)")
 

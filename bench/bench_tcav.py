@@ -20,7 +20,7 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "tests"))
-from _results import append_results  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _results import append_results, write_growth  # noqa: E402  (bench/ is on sys.path when run as a script)
 from gcav_nb.models import wrap_module
 from gcav_nb.activations import collect
 from gcav_nb.cav import fit_cavs, fit_random_cavs
@@ -65,6 +65,12 @@ def main():
     run = lambda: T.tcav(model, X, concepts, randoms, layers, T.class_logit(k), test="ttest")
     run()  # warm-up
     t_ours, res = best_of(run, 3)
+    growth = []                                                     # cost vs layers hooked and inputs scored
+    for nl in sorted({max(1, len(layers) // 6), len(layers) // 2, len(layers)}):
+        for ni in sorted({max(2, len(X) // 4), len(X)}):
+            t, _ = best_of(lambda: T.tcav(model, X[:ni], concepts, randoms, layers[:nl], T.class_logit(k), test="ttest"), 1)
+            growth.append(dict(layers=nl, inputs=ni, concepts=len(concepts), random_sets=R, seconds=round(t, 3)))
+    write_growth("tcav", growth)
 
     # ---- floor
     allx = torch.cat([*concepts.values(), *randoms.values()])
