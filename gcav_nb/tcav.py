@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .config import GcavInputError, UnknownNameError, get_scale, by_scale, seed_everything
 from .models import resolve_hooks, tokenize, token_id, wrap_module, load_model
-from .activations import collect, pool, Activations
+from .activations import collect, collect_sets, pool, Activations
 from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs
 
 # %% auto #0
@@ -523,24 +523,6 @@ def tcav_result(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
                       meta={**(meta or {}), "target": tname, "hooks": names, "cav_meta": cavs.meta}, cavs=cavs, random_cavs=random_cavs)
 
 # %% ../nbs/04_tcav.ipynb #7be3f2e4
-def _split_sets(model, sets:dict, names:list[str], pooling, batch_size:int, progress:bool)->dict:
-    "Activations for many sets from ONE `collect` call: name -> Activations {hook: [n_i, d]}."
-    exs = {k: getattr(v, "examples", v) for k, v in sets.items()}
-    kinds = {type(e).__name__ for e in exs.values()}
-    if any(isinstance(e, Tensor) for e in exs.values()):
-        if not all(isinstance(e, Tensor) for e in exs.values()): raise TypeError(f"concept and random sets must all be texts or all tensors, got {kinds}")
-        allx = torch.cat(list(exs.values()))
-    else:
-        for k, e in exs.items():
-            if isinstance(e, str) or not isinstance(e, (list, tuple)): raise TypeError(f"set {k!r} must be a list of str, a ConceptSet or a tensor, got {type(e).__name__}")
-        allx = [t for e in exs.values() for t in e]
-    acts = collect(model, allx, names, pooling=pooling, batch_size=batch_size, progress=progress)
-    out, s = {}, 0
-    for k, e in exs.items():
-        out[k] = Activations({h: a[s:s + len(e)] for h, a in acts.items()}, meta={**acts.meta, "data_name": k, "n": len(e),
-                             "data_hash": getattr(sets[k], "hash", acts.meta.get("data_hash"))}); s += len(e)
-    return out
-
 def _named(sets, what:str)->dict:
     "A dict name -> set from a dict, or a list of ConceptSets (their .name) / plain sets (what_i)."
     if isinstance(sets, dict): return dict(sets)
@@ -597,7 +579,7 @@ def tcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Modul
     for k, v in sets.items():
         n = len(getattr(v, "examples", v))
         if n < 2: raise GcavInputError(f"set {k!r} has {n} example(s); a CAV needs at least 2")
-    acts = _split_sets(model, sets, names, pooling, batch_size, progress) if sets else {}
+    acts = collect_sets(model, sets, names, pooling=pooling, batch_size=batch_size, progress=progress) if sets else {}
     fit = dict(layers=names, classifier=classifier, C=C, seed=seed)
     if random_cavs is None: random_cavs = fit_random_cavs({k: acts[k] for k in rnd}, ordered=True, **fit)
     rnames = list(rnd) if rnd else list(dict.fromkeys(a for r in random_cavs.runs for a in r.split("~")))
