@@ -107,6 +107,15 @@ def browser(tmp_path_factory):
     drv.quit()
 
 
+def _open(drv, url: str):
+    "Load `url` and wait until the document and its article are complete (chromium may return before rendering)."
+    from selenium.webdriver.support.ui import WebDriverWait
+    drv.get(url)
+    WebDriverWait(drv, 30).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && location.href === arguments[0] && !!document.querySelector('article')", url),
+        f"{url} did not finish loading")
+
+
 def _images_ok(drv) -> tuple[int, list[str]]:
     "(number of content images, srcs of those that did not load)"
     res = drv.execute_script("""const imgs = [...document.querySelectorAll('article img, main img')];
@@ -116,7 +125,7 @@ def _images_ok(drv) -> tuple[int, list[str]]:
 
 def test_home_page_loads_with_setup_commands_and_navigation(site, browser):
     "The home page renders the index notebook (title, the two set-up commands) with navigation; screenshot kept."
-    browser.get(site + 'index.html')
+    _open(browser, site + 'index.html')
     assert 'gcav_nb' in browser.title
     text = browser.find_element('tag name', 'body').text
     assert 'bash tools/install.sh && .venv/bin/gcav_nb gcav --out results/gcav' in text
@@ -142,9 +151,9 @@ def _paper_page_with_figure() -> str:
 def test_a_paper_page_loads_with_its_figures_and_scale(site, browser):
     "A paper page (or the explorer page) shows its saved figures, all loaded, and says which scale produced them."
     page = _paper_page_with_figure()
-    browser.get(site + page)
+    _open(browser, site + page)
     n, broken = _images_ok(browser)
-    assert n >= 1, f"{page}: no figure on the page"
+    assert n >= 1, f"{page}: no figure on the page ({browser.current_url}, title {browser.title!r})"
     assert not broken, f"{page}: images that did not load: {broken}"
     text = browser.find_element('tag name', 'body').text
     entry = next(e for e in bd.collect(bd.get_cfg().config_path/'_proc', {}) if e['page'] + '.html' == page)
@@ -154,7 +163,7 @@ def test_a_paper_page_loads_with_its_figures_and_scale(site, browser):
 
 def test_papers_page_lists_every_paper_notebook(site, browser):
     "The generated papers page lists every paper notebook with a status."
-    browser.get(site + 'papers.html')
+    _open(browser, site + 'papers.html')
     text = browser.find_element('tag name', 'body').text
     assert 'Papers: what reproduces' in text
     entries = [e for e in bd.collect(bd.get_cfg().config_path/'_proc', {}) if bd.is_paper(e)]
