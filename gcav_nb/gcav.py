@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt
 from .config import GcavInputError, UnknownNameError, seed_everything, get_scale, by_scale
 
 # %% auto #0
-__all__ = ['GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm', 'LayerAutoencoders', 'AlignmentModel', 'FusionModel',
-           'soft_tcav', 'GCAV', 'sign_scores', 'synthetic_gcav_problem', 'cav_ttest', 'stability_table',
+__all__ = ['GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm', 'FastDropout', 'LayerAutoencoders', 'AlignmentModel',
+           'FusionModel', 'soft_tcav', 'GCAV', 'sign_scores', 'synthetic_gcav_problem', 'cav_ttest', 'stability_table',
            'direction_accuracy', 'concept_map', 'global_concept_map', 'pgd_toward', 'plot_layer_scores', 'GCAVResult',
            'run_gcav', 'ablations']
 
@@ -165,12 +165,18 @@ class GLayerNorm(nn.Module):
         sh = x.shape; x = F.layer_norm(x.reshape(sh[0], -1, sh[-1]), sh[-1:])
         return (x * self.weight + self.bias).reshape(sh)
 
+class FastDropout(nn.Dropout):
+    "`nn.Dropout` with the mask drawn as `rand >= p` (about 3x faster than `bernoulli_` on CPU); same distribution."
+    def forward(self, x):
+        if not self.training or self.p == 0: return x
+        return x * torch.rand_like(x).ge_(self.p).div_(1 - self.p)
+
 # %% ../nbs/05_gcav.ipynb #483c5a25
 def _mlp(sizes, G, dropout, gen):
     mods = []
     for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
         mods.append(GLinear(G, i, o, gen=gen))
-        if k < len(sizes) - 2: mods += [nn.ReLU(), nn.Dropout(dropout)]
+        if k < len(sizes) - 2: mods += [nn.ReLU(), FastDropout(dropout)]
     return nn.Sequential(*mods)
 
 class LayerAutoencoders(nn.Module):
@@ -189,8 +195,8 @@ class AlignmentModel(nn.Module):
     "Per-concept alignment f(x) = normalize(MLP(x) + x) for G concepts: [G, n, D] -> [G, n, D], unit norm."
     def __init__(self, G:int, D:int, hidden:int, dropout:float=0.1, gen:torch.Generator|None=None):
         super().__init__()
-        self.mlp = nn.Sequential(GLinear(G, D, hidden, "kaiming_out", gen), GLayerNorm(G, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 GLinear(G, hidden, hidden, "kaiming_out", gen), GLayerNorm(G, hidden), nn.GELU(), nn.Dropout(dropout),
+        self.mlp = nn.Sequential(GLinear(G, D, hidden, "kaiming_out", gen), GLayerNorm(G, hidden), nn.GELU(), FastDropout(dropout),
+                                 GLinear(G, hidden, hidden, "kaiming_out", gen), GLayerNorm(G, hidden), nn.GELU(), FastDropout(dropout),
                                  GLinear(G, hidden, D, "kaiming_out", gen))
     def forward(self, x:Float[Tensor, "G n D"])->Float[Tensor, "G n D"]: return F.normalize(self.mlp(x) + x, dim=-1)
 
@@ -204,7 +210,7 @@ class FusionModel(nn.Module):
         self.pos = nn.Parameter(torch.randn(G, L, D, generator=gen))
         self.q, self.k, self.v, self.o = (GLinear(G, D, D, gen=gen) for _ in range(4))
         self.out = GLinear(G, D, D, gen=gen)
-        self.drop = nn.Dropout(cfg.fuse_dropout)
+        self.drop = FastDropout(cfg.fuse_dropout)
         if self.kind == "transformer":
             self.ln1, self.ln2 = GLayerNorm(G, D), GLayerNorm(G, D)
             self.ff1, self.ff2 = GLinear(G, D, cfg.ff_dim, gen=gen), GLinear(G, cfg.ff_dim, D, gen=gen)
@@ -298,7 +304,7 @@ def _fit_stage1(self:GCAV, cavs:list[Tensor], progress:bool=True):
             noisy.append(x + torch.randn(x.shape, generator=gen) * cfg.ae_noise_scale * x.std(-1, keepdim=True))
         data = torch.cat(noisy, 1)                                                                  # [G, N, d]
         G, N = data.shape[:2]
-        opt = torch.optim.Adam(ae.parameters(), lr=cfg.ae_lr)
+        opt = torch.optim.Adam(ae.parameters(), lr=cfg.ae_lr, fused=True)
         nb = math.ceil(N / cfg.ae_batch_size)
         for ep in tqdm(range(cfg.ae_epochs), desc=f"GCAV stage 1: autoencoders (d={d}, {G} layers)", disable=not progress, leave=False):
             perm = torch.argsort(torch.rand(G, N, generator=gen), dim=1)                            # one shuffle per layer
@@ -324,7 +330,7 @@ def _fit_stage2(self:GCAV, E:Tensor, Erand:Tensor, progress:bool=True):
     M = neg.shape[2]
     X = torch.cat([E, neg], 2)                                                                    # [C, L, R+M, D]
     f = self.aligner; f.train()
-    opt = torch.optim.AdamW(f.parameters(), lr=cfg.align_lr, weight_decay=cfg.align_weight_decay)
+    opt = torch.optim.AdamW(f.parameters(), lr=cfg.align_lr, weight_decay=cfg.align_weight_decay, fused=True)
     li = torch.arange(L)
     hist = []
     for step in tqdm(range(cfg.align_steps), desc="GCAV stage 2: contrastive alignment", disable=not progress, leave=False):
@@ -368,7 +374,7 @@ def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True):
         for p in self.aes.parameters(): p.requires_grad_(True)
         self.history["stage3"] = pd.DataFrame([]); return g_all
     fz.train()
-    opt = torch.optim.Adam(fz.parameters(), lr=cfg.fuse_lr)
+    opt = torch.optim.Adam(fz.parameters(), lr=cfg.fuse_lr, fused=True)
     T, hist, step = cfg.temp_init, [], 0
     bs = cfg.fuse_batch_size
     for ep in tqdm(range(cfg.fuse_epochs), desc="GCAV stage 3: fusion", disable=not progress, leave=False):
@@ -436,23 +442,39 @@ def _fit_all(self:GCAV, cavs, rnd, grads, progress):
 def _check_fitted(self):
     if not bool(self.fitted): raise GcavInputError("this GCAV is not trained yet: call .fit(cavs, random_cavs, grads) or GCAV.load(path)")
 
+def _weights_version(self:GCAV)->tuple:
+    "Changes whenever any weight or buffer is modified in place (training, `load_state_dict`) or moved (`.to`)."
+    return sum(t._version for t in (*self.parameters(), *self.buffers())), id(self.global_cavs), self.global_cavs.device
+
 @patch
 def decode(self:GCAV)->list[Tensor]:
-    "The decoded global CAVs: a list over layers of [C, R, d_l] (unit norm)."
+    "The decoded global CAVs: a list over layers of [C, R, d_l] (unit norm); cached until the weights change."
     _check_fitted(self)
+    key = _weights_version(self)
+    if getattr(self, "_decoded", (None, None))[0] == key: return self._decoded[1]
     C, L, R, D = self.aligned.shape
     with torch.no_grad():
         if self.cfg.fuse_input == "none": out = self._decode(self.aligned.permute(1, 0, 2, 3).reshape(L, C * R, D))
         else: out = self._decode(self.global_cavs.reshape(1, C * R, D).expand(L, -1, -1))
-    return [F.normalize(o.reshape(C, R, -1), dim=-1) for o in out]
+    self._decoded = (key, [F.normalize(o.reshape(C, R, -1), dim=-1) for o in out])
+    return self._decoded[1]
 
 def sign_scores(grads, # target gradients: Tensor [L, n, d] or list of [n, d_l]
                 cavs, # CAVs: list over layers of [..., d_l] (e.g. [C, R, d_l] or [M, d_l])
                )->Tensor:
-    "TCAV sign-count score for every CAV at its own layer: [L, ...] = mean_i(grad_i . v > 0)."
+    "TCAV sign-count score for every CAV at its own layer: [L, ...] = mean_i(grad_i . v > 0); one bmm per width."
     grads = _per_layer(grads, "grads"); cavs = _per_layer(cavs, "cavs")
     if len(grads) != len(cavs): raise GcavInputError(f"{len(grads)} layers of gradients but {len(cavs)} layers of CAVs")
-    return torch.stack([((c @ g.T) > 0).float().mean(-1) for g, c in zip(grads, cavs)])
+    groups = {}
+    for l, (g, c) in enumerate(zip(grads, cavs)):
+        if g.shape[-1] != c.shape[-1]: raise GcavInputError(f"layer {l}: gradients are {g.shape[-1]}-d but CAVs {c.shape[-1]}-d")
+        groups.setdefault((tuple(g.shape), tuple(c.shape)), []).append(l)
+    out = [None] * len(grads)
+    for (_, cs), ix in groups.items():
+        G, V = torch.stack([grads[l] for l in ix]), torch.stack([cavs[l].reshape(-1, cs[-1]) for l in ix])   # [k, n, d], [k, K, d]
+        s = (torch.bmm(V, G.transpose(1, 2)) > 0).float().mean(-1)                                          # [k, K]
+        for j, l in enumerate(ix): out[l] = s[j].reshape(cs[:-1])
+    return torch.stack(out)
 
 @patch
 def tgcav_scores(self:GCAV, grads)->Float[Tensor, "L C R"]:
