@@ -4,10 +4,9 @@
 
 # %% ../nbs/06_cli.ipynb #dd3e096d
 from __future__ import annotations
-import argparse, json, os, re, sys, time
+import argparse, json, re, sys, time, warnings
 from pathlib import Path
-import torch
-from .config import GcavInputError, UnknownNameError, get_scale, by_scale, SCALES
+from .config import GcavInputError, UnknownNameError, get_scale, SCALES
 
 # %% auto #0
 __all__ = ['DEFAULT_CONCEPTS', 'build_parser', 'validate_args', 'text_sets', 'run', 'main']
@@ -112,6 +111,7 @@ def text_sets(concepts:dict, # name -> ConceptSet
     if inputs is None:
         pool = list(first)[n_examples:]
         if len(pool) < 2: raise GcavInputError(f"concept {first.name!r} has {len(first)} examples: not enough left after {n_examples} for target inputs; pass --inputs-file")
+        if len(pool) < n_inputs: warnings.warn(f"concept {first.name!r} has only {len(pool)} examples left after {n_examples} for target inputs; using {len(pool)}, not {n_inputs}")
         inputs = pool[:n_inputs]
     cs = {k: wrap(list(v)[:n_examples], seed + i) for i, (k, v) in enumerate(concepts.items())}  # the first n: disjoint from the inputs
     rs = [wrap(list(r), seed + 100 + i) for i, r in enumerate(random_sets(runs, n_examples, seed=seed))]

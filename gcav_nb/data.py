@@ -4,15 +4,14 @@
 
 # %% ../nbs/01_data.ipynb #f8d788b2
 from __future__ import annotations
-import ast, csv, difflib, hashlib, inspect, json, math, os, random, re, sys, sysconfig, time, warnings
-from collections import Counter
+import ast, csv, difflib, hashlib, json, os, random, re, sys, sysconfig, time, warnings
 from pathlib import Path
 from typing import Iterable
 import torch
 from torch import Tensor
 from jaxtyping import Float
 from fastcore.basics import patch
-from .config import GcavInputError, UnknownNameError, cache_dir, get_scale, by_scale
+from .config import GcavInputError, UnknownNameError, cache_dir
 
 # %% auto #0
 __all__ = ['ConceptSet', 'concept_names', 'load_concepts', 'random_pool', 'random_sets', 'load_templates', 'apply_template',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_gcav.ipynb #616f4a9a
 from __future__ import annotations
-import json, math, time, warnings, dataclasses
+import json, math, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -19,7 +19,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 import matplotlib.pyplot as plt
-from .config import GcavInputError, UnknownNameError, seed_everything, get_scale, by_scale
+from .config import GcavInputError, seed_everything, get_scale
 
 # %% auto #0
 __all__ = ['GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm', 'FastDropout', 'LayerAutoencoders', 'AlignmentModel',
@@ -709,9 +709,7 @@ class GCAVResult:
         if self.gcav is not None: self.gcav.save(out / "gcav", meta=self.meta)
         return out
 
-def _acts_of(model, data, hooks, pooling, batch_size, progress):
-    from gcav_nb.activations import collect
-    return collect(model, data, hooks, pooling=pooling, batch_size=batch_size, progress=progress)
+
 
 def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
              inputs, # target inputs X_k: texts or an image tensor [n, C, H, W]
@@ -728,6 +726,7 @@ def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
              fit_gcav:bool=True, # False: plain TCAV only (tgcav fields are None)
             )->GCAVResult:
     "TCAV and TGCAV for `concepts` against `randoms` at `hooks`: one call from data to both methods' scores and tests."
+    from gcav_nb.activations import collect
     from gcav_nb.cav import fit_cavs, fit_random_cavs
     from gcav_nb.tcav import gradients, tcav_scores
     hooks = list(hooks)
@@ -742,7 +741,7 @@ def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
     names = list(concepts)
     rnames = [f"random_{i}" for i in range(len(randoms))]
     for n_, d in [*concepts.items(), *zip(rnames, randoms)]:
-        if n_ not in acts: acts[n_] = _acts_of(model, d, hooks, pooling, batch_size, progress)
+        if n_ not in acts: acts[n_] = collect(model, d, hooks, pooling=pooling, batch_size=batch_size, progress=progress)
     cact = {n_: {h: acts[n_][h] for h in hooks} for n_ in names}
     ract = {n_: {h: acts[n_][h] for h in hooks} for n_ in rnames}
     cavs = fit_cavs(cact, ract, layers=hooks, classifier=classifier, C=C, seed=seed)

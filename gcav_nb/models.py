@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn, Tensor
 from jaxtyping import Int
-from .config import GcavInputError, UnknownNameError, cache_dir, get_scale, by_scale
+from .config import GcavInputError, UnknownNameError, cache_dir
 
 # %% auto #0
 __all__ = ['SMOLLM2_GGUF', 'TINY_CONFIGS', 'HUB_ALIASES', 'LOCAL_MODELS', 'smollm2_gguf', 'smollm2_folder', 'HookedModule',
