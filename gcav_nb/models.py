@@ -160,6 +160,7 @@ class HookedModule(nn.Module):
         super().__init__()
         if not isinstance(module, nn.Module): raise TypeError(f"wrap_module needs an nn.Module, got {type(module).__name__}")
         self.model = module
+        self.training = module.training  # the wrapper reports the wrapped model's mode (nn.Module would say True)
         self.hook_dict = {n: m for n, m in module.named_modules() if n}
         if layers is None: layers = [n for n, m in self.hook_dict.items() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Conv1d))]
         bad = [l for l in layers if l not in self.hook_dict]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_texshapes.ipynb #321248a8
 from __future__ import annotations
-import math, time, warnings, copy
+import math, warnings, copy
 import numpy as np
 import pandas as pd
 import torch
@@ -14,13 +14,13 @@ from torch import Tensor
 from jaxtyping import Float
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
-from .config import GcavInputError, UnknownNameError, seed_everything, get_scale, by_scale, cache_dir
-from .gcav import *
+from .config import GcavInputError, UnknownNameError, seed_everything, cache_dir
 
 # %% auto #0
-__all__ = ['TEXTURES', 'SHAPES', 'CLASSES', 'PROBE_LAYERS', 'texture_masks', 'class_spec', 'make_scenes', 'show_images',
-           'texture_patches', 'texture_scenes', 'random_images', 'TexShapesCNN', 'make_dataset', 'train_texshapes',
-           'swap_effects', 'layer_fn', 'texshapes_sets', 'correctness', 'attack_table']
+__all__ = ['TEXTURES', 'SHAPES', 'CLASSES', 'RANDOM_KINDS', 'PROBE_LAYERS', 'texture_masks', 'class_spec', 'make_scenes',
+           'show_images', 'texture_patches', 'texture_scenes', 'random_images', 'TexShapesCNN', 'make_dataset',
+           'train_texshapes', 'swap_effects', 'layer_fn', 'texshapes_sets', 'correctness', 'compare_designs',
+           'attack_table']
 
 # %% ../nbs/05a_texshapes.ipynb #3dc45b19
 TEXTURES = ("striped", "dotted", "zigzag", "solid")
@@ -130,13 +130,28 @@ def texture_scenes(texture:str, n:int, seed:int=0, size:int=32)->Float[Tensor, "
     g = torch.Generator().manual_seed(seed)
     return make_scenes(torch.randint(0, 4, (n,), generator=g), seed=seed + 1, texture=texture, size=size)[0]
 
-def random_images(n:int, seed:int=0, size:int=32, noise_frac:float=0.2)->Float[Tensor, "n 3 H W"]:
-    "A random set: scenes of any class (textures as in training) plus a fraction of plain-noise images."
+def random_images(n:int, seed:int=0, size:int=32,
+                  noise_frac:float=0.2, # share of plain-noise images
+                  patch_frac:float=0.0, # share of full-frame patches, each of a random texture (the "mixed" sets)
+                  texture:str|None=None, # None: scene textures as in training; a name: every scene gets it ('solid': concept-free)
+                 )->Float[Tensor, "n 3 H W"]:
+    "A random set: scenes of any class plus a fraction of plain-noise images (and optionally texture patches)."
+    if not (0 <= noise_frac and 0 <= patch_frac and noise_frac + patch_frac <= 1):
+        raise GcavInputError(f"noise_frac={noise_frac!r} and patch_frac={patch_frac!r} must be >= 0 and sum to <= 1")
     g = torch.Generator().manual_seed(seed)
-    k = int(round(n * noise_frac))
-    sc = make_scenes(n - k, seed=seed + 7)[0]
+    k, kp = int(round(n * noise_frac)), int(round(n * patch_frac))
+    sc = make_scenes(n - k - kp, seed=seed + 7, texture=texture, size=size)[0]
     noise = (torch.rand(k, 3, 1, 1, generator=g) + 0.25 * torch.randn(k, 3, size, size, generator=g)).clamp(0, 1)
-    return torch.cat([sc, noise])[torch.randperm(n, generator=g)]
+    parts = [sc, noise]
+    if kp:
+        gp = torch.Generator().manual_seed(seed + 11)
+        tex = torch.randint(0, len(TEXTURES), (kp,), generator=gp)
+        parts.append(torch.cat([texture_patches(TEXTURES[int(t)], 1, seed=seed * 1009 + j, size=size) for j, t in enumerate(tex)]))
+    return torch.cat(parts)[torch.randperm(n, generator=g)]
+
+RANDOM_KINDS = {"scenes": {}, # card §4a: scenes of any class + 20% noise
+                "concept-free": dict(texture="solid"), # only solid-filled scenes + noise: no probed texture at all
+                "mixed": dict(noise_frac=0.25, patch_frac=0.25)} # scenes + patches of any texture + noise
 
 # %% ../nbs/05a_texshapes.ipynb #f2c88d16
 class TexShapesCNN(nn.Module):
@@ -224,11 +239,22 @@ def layer_fn(model:TexShapesCNN, upto:str="block5"):
 
 def texshapes_sets(n:int=50, # images per set
                    runs:int=10, # random sets
-                   seed:int=0)->tuple[dict, list]:
-    "In-scene texture concept sets (+ a random-images 'concept' as a control) and R random sets."
-    concepts = {t: texture_scenes(t, n, seed=seed + 100 + 17 * i) for i, t in enumerate(TEXTURES)}
-    concepts["random-concept"] = random_images(n, seed=seed + 99_999)
-    return concepts, [random_images(n, seed=seed + 1000 + 13 * r) for r in range(runs)]
+                   seed:int=0,
+                   concepts:str="patch", # the texture concept sets: 'patch' (card §4a: full-frame, like DTD) or 'scene' (in-scene)
+                   scene_concepts:tuple=(), # textures that also get an in-scene set named '<texture>-scene' (card §4a′)
+                   random:str="scenes", # kind of random set: a key of `RANDOM_KINDS`
+                  )->tuple[dict, list]:
+    "Texture concept sets, optional in-scene copies, a random-images 'concept' (control) and R random sets."
+    if concepts not in ("patch", "scene"): raise GcavInputError(f"concepts={concepts!r}; expected 'patch' or 'scene'")
+    if random not in RANDOM_KINDS: raise UnknownNameError(f"unknown random kind {random!r}; known: {list(RANDOM_KINDS)}")
+    make = texture_patches if concepts == "patch" else texture_scenes
+    out = {t: make(t, n, seed=seed + 100 + 17 * i) for i, t in enumerate(TEXTURES)}
+    for i, t in enumerate(scene_concepts):
+        if t not in TEXTURES: raise UnknownNameError(f"unknown texture {t!r}; known: {TEXTURES}")
+        out[f"{t}-scene"] = texture_scenes(t, n, seed=seed + 200 + 17 * i)
+    kw = RANDOM_KINDS[random]
+    out["random-concept"] = random_images(n, seed=seed + 99_999, **kw)
+    return out, [random_images(n, seed=seed + 1000 + 13 * r, **kw) for r in range(runs)]
 
 def correctness(res, # a `run_gcav` result
                 effects:pd.DataFrame, # `swap_effects` output (texture, logit)
@@ -238,7 +264,7 @@ def correctness(res, # a `run_gcav` result
     eff = effects.set_index("texture").logit; eff = eff - eff.mean()
     t = res.tests(); rows = []
     for (m, c), d in t.groupby(["method", "concept"], sort=False):
-        truth = float(eff.get(c, 0.0)); want = 0 if abs(truth) < eps else int(np.sign(truth))
+        truth = float(eff.get(c.removesuffix("-scene"), 0.0)); want = 0 if abs(truth) < eps else int(np.sign(truth))
         up = d.significant & (d.score > d.random_mean); down = d.significant & (d.score < d.random_mean)
         right = int(up.sum()) if want > 0 else int(down.sum()) if want < 0 else 0
         wrong = int(down.sum()) if want > 0 else int(up.sum()) if want < 0 else int(d.significant.sum())
@@ -246,13 +272,79 @@ def correctness(res, # a `run_gcav` result
                          sig_right_sign=right, sig_wrong=wrong, not_sig=int((~d.significant).sum()), mean_score=d.score.mean()))
     return pd.DataFrame(rows)
 
+# %% ../nbs/05a_texshapes.ipynb #9394c639
+def _tcav_tests(cacts:dict, racts:list, grads:dict, layers:list, correction:str="bonferroni", alpha:float=0.05)->pd.DataFrame:
+    "TCAV only: CAVs of each concept vs each random set, random-vs-random null, t-tests; adds held-out accuracy."
+    from gcav_nb.cav import fit_cavs, fit_random_cavs
+    from gcav_nb.tcav import tcav_scores
+    from gcav_nb.gcav import cav_ttest
+    cavs = fit_cavs(cacts, racts, layers=layers)
+    rr = fit_random_cavs(racts, layers=layers, ordered=True)
+    df = cav_ttest(tcav_scores(grads, cavs, layers=layers), tcav_scores(grads, rr, layers=layers)[:, 0], layers, list(cacts), alpha, correction)
+    acc = cavs.accuracy.mean(-1)
+    df["accuracy"] = [float(acc[r.layer_idx, list(cacts).index(r.concept)]) for r in df.itertuples()]
+    return df
+
+def compare_designs(model, # the hooked TexShapes CNN (in eval mode)
+                    inputs:Float[Tensor, "n 3 H W"], # target images (c0 scenes)
+                    layers:list[str], target, # probed hooks; a `gcav_nb.tcav` target such as `class_logit(0)`
+                    n:int=50, runs:int=10, seed:int=0,
+                    concept_kinds:tuple=("patch", "scene"), random_kinds:tuple|None=None, # None: all `RANDOM_KINDS`
+                    probes:tuple=("flattened", "pooled"),
+                    relative:bool=True, # also the striped-vs-dotted relative CAV per concept kind and probe
+                    correction:str="bonferroni")->pd.DataFrame:
+    "Plain TCAV per design: striped/dotted significance with sign, the random-concept control, CAV held-out accuracy."
+    from gcav_nb.activations import collect, capture
+    from gcav_nb.tcav import gradients
+    random_kinds = tuple(RANDOM_KINDS) if random_kinds is None else tuple(random_kinds)
+    for p in probes:
+        if p not in ("flattened", "pooled"): raise GcavInputError(f"probe {p!r}; expected 'flattened' or 'pooled'")
+    with torch.no_grad(), capture(model, layers) as a: model(inputs[:1])
+    shapes = {h: tuple(a[h].shape[1:]) for h in layers}
+    def probe(d, how, grad=False):  # [n, C*H*W] -> [n, C]: mean of activations, sum of gradients
+        if how == "flattened": return d
+        return {h: (v.reshape(len(v), *shapes[h]).sum((2, 3)) if grad else v.reshape(len(v), *shapes[h]).mean((2, 3))) for h, v in d.items()}
+    acts = lambda x: collect(model, x, layers, progress=False)
+    grads = gradients(model, inputs, layers, target)
+    rows = []
+    def summarise(df, **info):
+        st = df[df.concept == "striped"].sort_values("layer_idx"); row = dict(**info)
+        row["striped acc"] = f"{st.accuracy.min():.2f}–{st.accuracy.max():.2f}"
+        row["striped score by layer"] = " ".join(f"{v:.2f}" for v in st.score)
+        for c in ("striped", "dotted", "random-concept"):
+            d = df[df.concept == c]
+            row[f"{c} sig +"] = int(d.significant_pos.sum()) if len(d) else np.nan
+            row[f"{c} sig −"] = int((d.significant & ~d.significant_pos).sum()) if len(d) else np.nan
+        rows.append(row)
+    for ck in concept_kinds:
+        cs, _ = texshapes_sets(n, 2, seed=seed, concepts=ck)
+        cact = {t: acts(cs[t]) for t in ("striped", "dotted")}
+        for rk in random_kinds:
+            c2, rs = texshapes_sets(n, runs, seed=seed, concepts=ck, random=rk)
+            cact_r = {**cact, "random-concept": acts(c2["random-concept"])}
+            ract = [acts(r) for r in rs]
+            for pr in probes:
+                df = _tcav_tests({k: probe(v, pr) for k, v in cact_r.items()}, [probe(v, pr) for v in ract], probe(grads, pr, grad=True), layers, correction)
+                summarise(df, concepts=ck, random=rk, probe=pr)
+        if relative:
+            make = texture_patches if ck == "patch" else texture_scenes
+            ract = [acts(make("dotted", n, seed=seed + 3000 + 13 * r)) for r in range(runs)]
+            for pr in probes:
+                df = _tcav_tests({"striped": probe(cact["striped"], pr)}, [probe(v, pr) for v in ract], probe(grads, pr, grad=True), layers, correction)
+                summarise(df, concepts=ck, random="dotted (relative CAV)", probe=pr)
+    return pd.DataFrame(rows)
+
 # %% ../nbs/05a_texshapes.ipynb #e48abd55
-def attack_table(before, after, concept:str, layer:str)->pd.DataFrame:
-    "TCAV/TGCAV of `concept` at the attacked layer and averaged over layers, before and after, with relative change."
+def attack_table(before, after, concept:str, layer:str,
+                 min_base:float=0.05, # relative change (%) only where the score before is at least this (else NaN)
+                )->pd.DataFrame:
+    "TCAV/TGCAV of `concept` at the attacked layer and averaged over layers, before and after: absolute and relative change."
     rows = []
     li, ci = before.layers.index(layer), before.concepts.index(concept)
+    pct = lambda a, b: float(100 * (a - b) / b) if b >= min_base else float("nan")
     for m in ("TCAV", "TGCAV"):
         b = (before.tcav if m == "TCAV" else before.tgcav)[:, ci].mean(-1); a = (after.tcav if m == "TCAV" else after.tgcav)[:, ci].mean(-1)
-        rows.append(dict(method=m, at_layer=float(b[li]), at_layer_attacked=float(a[li]), change_at_layer_pct=float(100 * (a[li] - b[li]) / max(b[li], 1e-9)),
-                         mean=float(b.mean()), mean_attacked=float(a.mean()), change_mean_pct=float(100 * (a.mean() - b.mean()) / max(b.mean(), 1e-9))))
+        rows.append(dict(method=m, at_layer=float(b[li]), at_layer_attacked=float(a[li]), change_at_layer=float(a[li] - b[li]),
+                         change_at_layer_pct=pct(float(a[li]), float(b[li])), mean=float(b.mean()), mean_attacked=float(a.mean()),
+                         change_mean=float(a.mean() - b.mean()), change_mean_pct=pct(float(a.mean()), float(b.mean()))))
     return pd.DataFrame(rows)
