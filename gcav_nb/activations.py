@@ -262,12 +262,21 @@ def collect(model, # a hooked model (`load_model` / `wrap_module`)
             if got is None:
                 warnings.warn(f"activation cache batch {f} is not used because {why}; recomputing it"); f.unlink()
             else: done[i] = got
+    res, ragged = {}, {}                                      # [n, d] results are filled batch by batch; "all" parts are padded at the end
+    def put(i, out):
+        s = starts[i]
+        for nm, v in out.items():
+            if v.ndim == 2 and nm != "__mask__":
+                if nm not in res: res[nm] = torch.empty((n, v.shape[1]), dtype=torch.float32)
+                res[nm][s:s + len(v)] = v
+            else: ragged.setdefault(nm, {})[i] = v
+    for i, out in done.items(): put(i, out)
     cur = {}
     def reduce(name, t):
         t = t.float()
         if kind == "tensor": return t.reshape(t.shape[0], -1)
         return pool(t, cur["am"], pooling if not isinstance(pooling, Tensor) else cur["mask"], tokens=cur["tok"], bos_id=bos_id)
-    was_training = getattr(model, "training", False)
+    modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}   # restored exactly at the end
     model.eval()
     todo = [i for i in range(len(starts)) if i not in done]
     try:
@@ -288,23 +297,21 @@ def collect(model, # a hooked model (`load_model` / `wrap_module`)
                 out = {}
                 for nm in names:
                     v = acts[nm].float().cpu()
-                    if not torch.isfinite(v).all():
+                    if not torch.isfinite(v.sum()) and not torch.isfinite(v).all():   # one reduction; the sum is finite unless a value is not (or it overflows)
                         rows = (~torch.isfinite(v.reshape(len(v), -1))).any(1).nonzero()[:, 0] + s
                         raise GcavInputError(f"non-finite (NaN/inf) activations at hook {nm!r} for example(s) {rows.tolist()[:10]}")
                     out[nm] = v
                 if kind == "text" and isinstance(pooling, str) and pooling == "all":
                     out["__mask__"] = cur["am"].gather(1, _left_align(cur["am"])).cpu()
-                done[i] = out
+                put(i, out)
                 if part is not None: _atomic_save(out, part/f"batch_{i:05d}.safetensors", {"gcav_key": json.dumps(key)})
     finally:
-        if was_training: model.train()
-    res = {}
-    for nm in names + (["__mask__"] if done and "__mask__" in done[0] else []):
-        parts = [done[i][nm] for i in range(len(starts))]
-        if parts[0].ndim == 3 or nm == "__mask__":               # "all": pad every batch to the longest text
-            P = max(p.shape[1] for p in parts)
-            parts = [torch.nn.functional.pad(p, (0, 0, 0, P - p.shape[1]) if p.ndim == 3 else (0, P - p.shape[1])) for p in parts]
-        res[nm] = torch.cat(parts)
+        for m, t in modes.items(): m.training = t
+    for nm, got in ragged.items():                               # "all": pad every batch to the longest text
+        parts = [got[i] for i in range(len(starts))]
+        P = max(p.shape[1] for p in parts)
+        res[nm] = torch.cat([torch.nn.functional.pad(p, (0, 0, 0, P - p.shape[1]) if p.ndim == 3 else (0, P - p.shape[1])) for p in parts])
+    res = {nm: res[nm] for nm in names + (["__mask__"] if "__mask__" in res else [])}
     if final is not None:
         _atomic_save(res, final, {"gcav_key": json.dumps(key)})
         shutil.rmtree(part, ignore_errors=True)

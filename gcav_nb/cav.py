@@ -15,6 +15,7 @@ from torch import Tensor
 from jaxtyping import Float
 from safetensors import safe_open
 from safetensors.torch import save_file
+from scipy.linalg import get_lapack_funcs
 from .config import GcavInputError, UnknownNameError, get_scale, by_scale
 
 # %% auto #0
@@ -41,6 +42,20 @@ def split_indices(name:str, # the set's name (part of the seed, so each set gets
     return p[k:], p[:k]
 
 # %% ../nbs/03_cav.ipynb #999f72cc
+def _spd_solve(S:Float[Tensor, "B n n"], rhs:Float[Tensor, "B n k"])->Float[Tensor, "B n k"]:
+    "Solve S x = rhs for a batch of SPD systems. On CPU: one LAPACK potrf + potrs per problem."
+    if S.device.type != "cpu" or S.dtype not in (torch.float32, torch.float64):
+        L = torch.linalg.cholesky_ex(S)[0]; return torch.cholesky_solve(rhs, L)
+    # torch's batched Cholesky zeroes the upper triangle afterwards, which at n ~ 70 costs as much as the factorisation;
+    # potrf with clean=0 skips that. S is symmetric, so its transposed (Fortran-ordered) view is S itself.
+    potrf, potrs = get_lapack_funcs(("potrf", "potrs"), dtype=S.numpy().dtype)
+    Sn, bn = S.numpy(), rhs.numpy(); out = np.empty_like(bn)
+    for i in range(len(Sn)):
+        c, info = potrf(Sn[i].T, lower=0, clean=0)
+        if info == 0: out[i] = potrs(c, bn[i], lower=0)[0]
+        else: out[i] = np.linalg.lstsq(Sn[i].astype(np.float64), bn[i].astype(np.float64), rcond=None)[0]   # not SPD in float32
+    return torch.from_numpy(out)
+
 def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training examples (padded rows/cols ignored)
                   y:Float[Tensor, "B n"], # labels in {-1, +1}
                   s:Float[Tensor, "B n"], # 1 for a real example, 0 for padding
@@ -49,16 +64,18 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
                   tol:float=1e-8, # a problem is done when every entry of its (scaled) gradient is below this
                   hess_dtype:torch.dtype|None=torch.float32, # precision of the Newton system (None: K's); gradients stay in K's
                   extrapolate:int=3, # up to this many step doublings past a full Newton step
+                  K_low:Tensor|None=None, # K already cast to `hess_dtype`, if the caller has it (saves a copy)
                  )->tuple[Tensor, Tensor, int]: # a [B, n], b [B], Newton steps taken
     "L2 logistic regression in dual form, Newton + backtracking, for a batch of problems at once."
     B, n = y.shape
     dt, dev = K.dtype, K.device
     if not bool((s == 1).all()): K = K * s[:, :, None] * s[:, None, :]
     hd = hess_dtype or dt
-    Kh = K.to(hd)
+    Kh = K_low if K_low is not None and K_low.dtype == hd and K_low.shape == K.shape and bool((s == 1).all()) else K.to(hd)
     a_out, b_out = torch.zeros(B, n, dtype=dt, device=dev), torch.zeros(B, dtype=dt, device=dev)
     a, Ka, b = torch.zeros(B, n, dtype=dt, device=dev), torch.zeros(B, n, dtype=dt, device=dev), torch.zeros(B, dtype=dt, device=dev)
     act = torch.arange(B, device=dev)                   # problems still iterating (converged ones are retired)
+    Sbuf = torch.empty_like(Kh)                         # the Newton system, rebuilt in place every step
     sp = torch.nn.functional.softplus
     it = 0
     for it in range(1, max_iter + 1):
@@ -78,13 +95,11 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
         # S only steers the step: solving it in float32 leaves the fixed point (gradient = 0, in float64) unchanged.
         sw = w.sqrt()
         swh = (sw * C ** 0.5).to(hd)
-        S = Kh * swh[:, :, None]; S.mul_(swh[:, None, :])
+        S = torch.mul(Kh, swh[:, None, :], out=Sbuf[:len(act)]); S.mul_(swh[:, :, None])
         S.diagonal(dim1=1, dim2=2).add_(1)
-        Lc = torch.linalg.cholesky_ex(S)[0]
-        KV = torch.bmm(K, torch.stack([r, C * w], 2))                 # K r and C K w in one pass
-        rhs = (sw[..., None] * KV).to(hd)
-        sol = torch.linalg.solve_triangular(Lc.mH, torch.linalg.solve_triangular(Lc, rhs, upper=False), upper=True).to(dt)
-        Kr, Kw = KV[..., 0], KV[..., 1] / C
+        KV = torch.bmm(Kh, torch.stack([r, C * w], 2).to(hd))        # K r and C K w in one pass (they only steer the step)
+        sol = _spd_solve(S, sw[..., None].to(hd) * KV).to(dt)
+        KV = KV.to(dt); Kr, Kw = KV[..., 0], KV[..., 1] / C
         x1 = -r + C * sw * sol[..., 0]; x2 = C * w - C * sw * sol[..., 1]
         db = (-gb - C * (Kw * x1).sum(1)) / (C * (w.sum(1) - (Kw * x2).sum(1))).clamp_min(1e-300)
         da = x1 - x2 * db[:, None]
@@ -100,12 +115,13 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
             if not bool(bad.any()): break
             t = torch.where(bad, t / 2, t)
         # far from the optimum a full Newton step undershoots on logistic losses: try longer steps while they lower
-        # the objective (one O(n) evaluation each; near the optimum t = 1 wins, so convergence stays quadratic)
+        # the objective (one O(n) evaluation each; near the optimum t = 1 wins, so convergence stays quadratic). A longer
+        # step must beat rounding noise: a decrease at float64 noise level would let the step overshoot back and forth.
         Jt, grow = obj(t), t == 1
         for _ in range(extrapolate):
             if not bool(grow.any()): break
             J2 = obj(torch.where(grow, 2 * t, t))
-            grow = grow & (J2 < Jt)
+            grow = grow & (J2 < Jt - 1e-12 * Jt.abs())
             t, Jt = torch.where(grow, 2 * t, t), torch.where(grow, J2, Jt)
         a = a + t[:, None] * da; Ka = Ka + t[:, None] * Kda; b = b + t * db
     else:
@@ -295,7 +311,8 @@ def _check_sets(sets:Mapping[str, Mapping[str, Tensor]], layers)->list[str]:
             if not x.is_floating_point(): raise TypeError(f"set {name!r} layer {L!r}: expected floating point activations, got {x.dtype}")
             if x.ndim != 2: raise GcavInputError(f"set {name!r} layer {L!r}: expected [n, d], got shape {tuple(x.shape)} (use pooling, or flatten)")
             if len(x) < 2: raise GcavInputError(f"set {name!r} has {len(x)} example(s) at layer {L!r}; a CAV needs at least 2 per set (1 to train, 1 to test)")
-            if not torch.isfinite(x).all(): raise GcavInputError(f"set {name!r} layer {L!r} has NaN/inf activations")
+            # the sum is finite unless some entry is not (or it overflows): one reduction instead of an elementwise check
+            if not torch.isfinite(x.sum()) and not torch.isfinite(x).all(): raise GcavInputError(f"set {name!r} layer {L!r} has NaN/inf activations")
     for L in layers:
         d = {name: acts[L].shape[1] for name, acts in sets.items()}
         if len(set(d.values())) > 1: raise GcavInputError(f"layer {L!r}: sets have different widths {d}")
@@ -356,42 +373,66 @@ def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: 
     for p, q, _ in problems:
         for u, v in ((p, p), (q, q), tuple(sorted((p, q), key=order.get))):
             if v not in partners.setdefault(u, []): partners[u].append(v)
-    cols = {u: torch.cat([torch.arange(offs[v], offs[v] + sizes[v]) for v in vs]).to(dev) for u, vs in partners.items()}
-    flat_tr, flat_te = TI[:, :, None] * N + TI[:, None, :], EI[:, :, None] * N + TI[:, None, :]   # into a flattened [N, N]
-    Ktr = torch.empty(nL, P, n, n, dtype=dtype, device=dev); Kte = torch.empty(nL, P, ne, n, dtype=dtype, device=dev)
-    Zs, mus = [], []
-    for li, L in enumerate(layers):
-        Z = torch.cat([sets[nm][L].to(dev, gram_dtype) for nm in names])
-        mu = Z.mean(0); Z = Z - mu
-        if shared:                                               # only the set pairs some problem uses
-            G = (torch.zeros if padded else torch.empty)(N, N, dtype=gram_dtype, device=dev)   # unpadded gathers read only written blocks
-            for u, cv in cols.items():
-                ru = slice(offs[u], offs[u] + sizes[u])
-                blk = Z[ru] @ Z[cv].T; G[ru, cv] = blk; G[cv, ru] = blk.T
-            Ktr[li], Kte[li] = G.take(flat_tr), G.take(flat_te)  # [P, n, n], [P, ne, n] blocks of one Gram
-        else:
-            Zg = Z[IDX]                                              # [P, n + ne, d]
-            Kall = torch.bmm(Zg, Zg[:, :n].transpose(1, 2))          # [P, n + ne, n]
-            Ktr[li], Kte[li] = Kall[:, :n], Kall[:, n:]
-        Zs.append(Z); mus.append(mu)
+    spans = {}                                                   # ... as column ranges: consecutive partners merge into one matmul
+    for u, vs in partners.items():
+        runs = []
+        for i in sorted(order[v] for v in vs):
+            if runs and runs[-1][1] == i: runs[-1][1] = i + 1
+            else: runs.append([i, i + 1])
+        spans[u] = [slice(offs[names[i]], offs[names[j - 1]] + sizes[names[j - 1]]) for i, j in runs]
+    # into a flattened [N, N] Gram of which only the blocks (u, v), u <= v, are computed: read K[i, j] at (min, max)
+    upper = lambda R, Cl: (torch.minimum(R[:, :, None], Cl[:, None, :]) * N + torch.maximum(R[:, :, None], Cl[:, None, :])).flatten()
+    flat_tr, flat_te = upper(TI, TI), upper(EI, TI)
+    Ktr = torch.empty(nL, P, n, n, dtype=gram_dtype, device=dev); Kte = torch.empty(nL, P, ne, n, dtype=gram_dtype, device=dev)
+    mus = [None] * nL
+    groups = {}                                                  # layers of the same width are stacked and done together
+    for li, L in enumerate(layers): groups.setdefault(sets[names[0]][L].shape[1], []).append(li)
+    # a few layers at a time, in buffers reused from chunk to chunk: fresh memory costs a page fault per 4 kB, which
+    # for buffers of tens of MB costs as much as the matmuls
+    per_chunk = max(1, 2 ** 21 // (N * N)) if shared else 1     # Gram matrices of up to 8 MB at a time
+    for d, lis in groups.items():
+        k = max(1, min(per_chunk, 2 ** 21 // (N * d)))            # ... and activations of up to 8 MB
+        Zb = torch.empty(min(k, len(lis)), N, d, dtype=gram_dtype, device=dev)   # [layers, N, d], centred per layer
+        if shared: Gb = (torch.zeros if padded else torch.empty)(len(Zb), N, N, dtype=gram_dtype, device=dev)   # unpadded gathers read only written blocks
+        for c0 in range(0, len(lis), k):
+            chunk = lis[c0:c0 + k]; Z = Zb[:len(chunk)]
+            for j, li in enumerate(chunk): torch.cat([sets[nm][layers[li]].to(dev) for nm in names], out=Z[j])
+            mu = Z.mean(1, keepdim=True); Z.sub_(mu)
+            if shared:                                           # only the set pairs some problem uses, all layers of the chunk at once
+                G = Gb[:len(chunk)]
+                for u, sp in spans.items():
+                    ru = slice(offs[u], offs[u] + sizes[u])
+                    for cv in sp:
+                        G[:, ru, cv] = Z[:, ru] @ Z[:, cv].mT
+                G = G.flatten(1)
+            for j, li in enumerate(chunk):
+                if shared:                                       # each problem's blocks of one Gram
+                    torch.index_select(G[j], 0, flat_tr, out=Ktr[li].view(-1)); torch.index_select(G[j], 0, flat_te, out=Kte[li].view(-1))
+                else:
+                    Zg = Z[j][IDX]                                   # [P, n + ne, d]
+                    Kall = torch.bmm(Zg, Zg[:, :n].transpose(1, 2))  # [P, n + ne, n]
+                    Ktr[li], Kte[li] = Kall[:, :n], Kall[:, n:]
+                mus[li] = mu[j, 0].clone()
     if classifier == "logistic":
-        a, b, steps = dual_logistic(Ktr.reshape(nL * P, n, n), TY.repeat(nL, 1), TS.repeat(nL, 1), C=C, max_iter=max_iter, tol=tol)
+        Kh = Ktr.reshape(nL * P, n, n)
+        a, b, steps = dual_logistic(Kh.to(dtype), TY.repeat(nL, 1), TS.repeat(nL, 1), C=C, max_iter=max_iter, tol=tol, K_low=Kh)
         cf = (a * TS.repeat(nL, 1)).reshape(nL, P, n); b = b.reshape(nL, P)
     else:
         steps = 0
         npos = ((TY > 0) * TS).sum(1); nneg = ((TY < 0) * TS).sum(1)
         cf = (torch.where(TY > 0, 1 / npos[:, None], -1 / nneg[:, None]) * TS).expand(nL, P, n).contiguous()
-        ftr = torch.einsum("lpmn,lpn->lpm", Ktr, cf)                # f on the training rows, before the bias
+        ftr = torch.einsum("lpmn,lpn->lpm", Ktr.to(dtype), cf)                # f on the training rows, before the bias
         mp = ((ftr * ((TY > 0) * TS)).sum(2) / npos); mn = ((ftr * ((TY < 0) * TS)).sum(2) / nneg)
         b = -(mp + mn) / 2                                         # threshold halfway between the class means
     # held-out decision values: f = K[test, train] @ coef + b
-    fte = torch.einsum("lpen,lpn->lpe", Kte, cf) + b[..., None]
+    fte = torch.stack([torch.bmm(Kte[li].to(dtype), cf[li][..., None])[..., 0] for li in range(nL)]) + b[..., None]
     correct = ((fte > 0) == (EY > 0)).to(dtype) * ES
     acc = correct.sum(2) / ES.sum(1) if ne and ES.sum() > 0 else torch.full((nL, P), float("nan"), dtype=dtype)
     W, bias = {}, torch.empty(nL, P, dtype=dtype, device=dev)
-    for li, L in enumerate(layers):
-        dense = torch.zeros(P, N, dtype=dtype, device=dev).scatter_add_(1, TI, cf[li] * TS)   # [P, N] coefficients
-        W[L] = dense @ Zs[li].to(dtype)                                 # w = sum_i coef_i z_i, one matmul per layer
+    dense = torch.zeros(nL, P, N, dtype=dtype, device=dev).scatter_add_(2, TI.expand(nL, P, n), cf * TS)   # [L, P, N] coefficients
+    for li, L in enumerate(layers):                               # the centred activations again, one layer at a time
+        Z = torch.cat([sets[nm][L].to(dev, gram_dtype) for nm in names]).sub_(mus[li]).to(dtype)
+        W[L] = dense[li] @ Z                                 # w = sum_i coef_i z_i, one matmul per layer
         bias[li] = b[li] - W[L] @ mus[li].to(dtype)                     # back to uncentred activations
     info = dict(newton_steps=steps, n_train=int(TS.sum(1).max()), n_test=int(ES.sum(1).max()) if ES.numel() else 0)
     return layers, W, bias, acc, info

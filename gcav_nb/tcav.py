@@ -192,30 +192,37 @@ def gradients(model, # hooked model (Bridge / wrap_module) or any nn.Module (hoo
     if isinstance(pooling, str) and pooling not in ("last", "mean"): raise GcavInputError(f"pooling must be 'last', 'mean' or a mask [n, pos], got {pooling!r}")
     bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
     ids = target.ids(model)  # token errors before any forward
+    live = sorted({type(m).__name__ for m in (model.modules() if isinstance(model, nn.Module) else ())
+                   if m.training and isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))})
+    if live: warnings.warn(f"gradients: {live} in training mode make the gradients depend on the batch (and update BatchNorm statistics); call model.eval() first")
     dev = next((p.device for p in model.parameters()), torch.device("cpu")) if isinstance(model, nn.Module) else torch.device("cpu")
-    n = toks.shape[0]; out = {h: [] for h in names}; vals = []
-    for s in tqdm(range(0, n, batch_size), disable=not progress, desc="gradients"):
-        rows = slice(s, min(s + batch_size, n))
-        xb = toks[rows].to(dev); mb = None if mask is None else mask[rows].to(dev)
-        with torch.enable_grad():
-            with _zero_taps(model, names) as taps: o = model(xb)
-            missing = [h for h in names if h not in taps]
-            if missing: raise GcavInputError(f"hooks did not fire in the forward pass: {missing}")
-            if isinstance(o, (tuple, list)): o = o[0]
-            o = getattr(o, "logits", o)
-            if mb is not None:  # [b, pos, vocab] -> [b, vocab] at the last real token
-                o = o[torch.arange(o.shape[0], device=o.device), _last_index(mb)]
-            v = target(o, ids)
-            if not torch.isfinite(v).all(): raise GcavInputError(f"target {target.name!r} is NaN/inf for input(s) {(~torch.isfinite(v)).nonzero()[:, 0].add(s).tolist()}")
-            if not v.requires_grad: raise GcavInputError(f"target {target.name!r} does not depend on the hooked activations (no gradient)")
-            gs = torch.autograd.grad(v.sum(), [taps[h] for h in names], allow_unused=True)
-        for h, g in zip(names, gs):
-            if g is None: raise GcavInputError(f"target {target.name!r} does not depend on hook {h!r} (no gradient reached it)")
-            if not torch.isfinite(g).all(): raise GcavInputError(f"gradient at hook {h!r} has NaN/inf values (batch starting at input {s})")
-            pb = pooling[rows] if isinstance(pooling, Tensor) else pooling
-            out[h].append(_pool_grad(g.detach(), pb, mb, xb if text else None, bos).float().cpu())
-        vals.append(v.detach().float().cpu())
-    res = {h: torch.cat(gl) for h, gl in out.items()}
+    n = toks.shape[0]; res = {}; vals = []                       # hook -> [n, d], filled batch by batch
+    with _zero_taps(model, names) as taps:                       # hooks added once, for every batch
+        for s in tqdm(range(0, n, batch_size), disable=not progress, desc="gradients"):
+            rows = slice(s, min(s + batch_size, n))
+            xb = toks[rows].to(dev); mb = None if mask is None else mask[rows].to(dev)
+            taps.clear()
+            with torch.enable_grad():
+                o = model(xb)
+                missing = [h for h in names if h not in taps]
+                if missing: raise GcavInputError(f"hooks did not fire in the forward pass: {missing}")
+                if isinstance(o, (tuple, list)): o = o[0]
+                o = getattr(o, "logits", o)
+                if mb is not None:  # [b, pos, vocab] -> [b, vocab] at the last real token
+                    o = o[torch.arange(o.shape[0], device=o.device), _last_index(mb)]
+                v = target(o, ids)
+                if not torch.isfinite(v).all(): raise GcavInputError(f"target {target.name!r} is NaN/inf for input(s) {(~torch.isfinite(v)).nonzero()[:, 0].add(s).tolist()}")
+                if not v.requires_grad: raise GcavInputError(f"target {target.name!r} does not depend on the hooked activations (no gradient)")
+                gs = torch.autograd.grad(v.sum(), [taps[h] for h in names], allow_unused=True)
+            for h, g in zip(names, gs):
+                if g is None: raise GcavInputError(f"target {target.name!r} does not depend on hook {h!r} (no gradient reached it)")
+                if not torch.isfinite(g.sum()) and not torch.isfinite(g).all():   # one reduction; the sum is finite unless a value is not (or it overflows)
+                    raise GcavInputError(f"gradient at hook {h!r} has NaN/inf values (batch starting at input {s})")
+                pb = pooling[rows] if isinstance(pooling, Tensor) else pooling
+                pg = _pool_grad(g.detach(), pb, mb, xb if text else None, bos)
+                if h not in res: res[h] = torch.empty(n, pg.shape[1], dtype=torch.float32)
+                res[h][rows] = pg
+            vals.append(v.detach().float().cpu())
     return (res, torch.cat(vals)) if return_values else res
 
 # %% ../nbs/04_tcav.ipynb #1777f3b7
