@@ -97,9 +97,9 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
         swh = (sw * C ** 0.5).to(hd)
         S = torch.mul(Kh, swh[:, None, :], out=Sbuf[:len(act)]); S.mul_(swh[:, :, None])
         S.diagonal(dim1=1, dim2=2).add_(1)
-        KV = torch.bmm(Kh, torch.stack([r, C * w], 2).to(hd))        # K r and C K w in one pass (they only steer the step)
-        sol = _spd_solve(S, sw[..., None].to(hd) * KV).to(dt)
-        KV = KV.to(dt); Kr, Kw = KV[..., 0], KV[..., 1] / C
+        KV = torch.bmm(K, torch.stack([r, C * w], 2))                 # K r and C K w in one pass, in K's precision: the
+        sol = _spd_solve(S, (sw[..., None] * KV).to(hd)).to(dt)       # bias step below subtracts near-equal sums of them
+        Kr, Kw = KV[..., 0], KV[..., 1] / C
         x1 = -r + C * sw * sol[..., 0]; x2 = C * w - C * sw * sol[..., 1]
         db = (-gb - C * (Kw * x1).sum(1)) / (C * (w.sum(1) - (Kw * x2).sum(1))).clamp_min(1e-300)
         da = x1 - x2 * db[:, None]
@@ -434,6 +434,8 @@ def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: 
         Z = torch.cat([sets[nm][L].to(dev, gram_dtype) for nm in names]).sub_(mus[li]).to(dtype)
         W[L] = dense[li] @ Z                                 # w = sum_i coef_i z_i, one matmul per layer
         bias[li] = b[li] - W[L] @ mus[li].to(dtype)                     # back to uncentred activations
+    bad = [L for L in layers if not bool(torch.isfinite(W[L]).all())]
+    if bad: raise FloatingPointError(f"the CAV fit gave NaN/inf weights at {bad[:3]}{' ...' if len(bad) > 3 else ''}: please report this with the activations' norms")
     info = dict(newton_steps=steps, n_train=int(TS.sum(1).max()), n_test=int(ES.sum(1).max()) if ES.numel() else 0)
     return layers, W, bias, acc, info
 

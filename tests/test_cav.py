@@ -46,6 +46,15 @@ def test_parity_with_sklearn(C):
     assert np.mean(np.abs(ours - ref) <= 0.01) >= 0.95
     assert min(cos) > 0.999, min(cos)
 
+@pytest.mark.parametrize("big", [20.0, 200.0])
+def test_large_activations_give_finite_cavs(big):
+    "Activations with norms in the hundreds or thousands (late residual layers of SmolLM2 are ~450) still give finite CAVs."
+    layers = ["a", "b"]
+    concepts = {c: {h: big * _resid_like(50, 576, s, 7 * i + l) for l, h in enumerate(layers)} for i, (c, s) in enumerate([("x", 0.5), ("y", 0.05)])}
+    randoms = [{h: big * _resid_like(50, 576, 0.0, 100 + 11 * r + l) for l, h in enumerate(layers)} for r in range(4)]
+    cs = fit_cavs(concepts, randoms, seed=0)
+    for h in layers: assert torch.isfinite(cs[h]).all() and torch.isfinite(cs.accuracy).all()
+
 def test_mean_diff_is_the_difference_of_training_means():
     layers, concepts, randoms = _sets()
     cs = fit_cavs(concepts, randoms[:1], classifier="mean_diff", seed=0)
