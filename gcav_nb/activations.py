@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
-from jaxtyping import Float
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from .config import GcavInputError, UnknownNameError, cache_dir, get_scale, by_scale
+from .config import GcavInputError, UnknownNameError, cache_dir
 
 # %% auto #0
 __all__ = ['POOLINGS', 'Captured', 'capture', 'pool', 'Activations', 'collect', 'collect_sets']

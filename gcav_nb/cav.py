@@ -5,7 +5,7 @@
 # %% ../nbs/03_cav.ipynb #da806eda
 from __future__ import annotations
 import hashlib, json, math
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 import numpy as np
@@ -16,7 +16,7 @@ from jaxtyping import Float
 from safetensors import safe_open
 from safetensors.torch import save_file
 from scipy.linalg import get_lapack_funcs
-from .config import GcavInputError, UnknownNameError, get_scale, by_scale
+from .config import GcavInputError, UnknownNameError
 
 # %% auto #0
 __all__ = ['CLASSIFIERS', 'split_indices', 'dual_logistic', 'ConceptVector', 'CAVSet', 'fit_cavs', 'fit_random_cavs',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_tcav.ipynb #1e8e483b
 from __future__ import annotations
-import difflib, fnmatch, itertools, math, warnings
+import difflib, fnmatch, math, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -18,9 +18,9 @@ from jaxtyping import Float
 from scipy import stats
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .config import GcavInputError, UnknownNameError, get_scale, by_scale, seed_everything
-from .models import resolve_hooks, tokenize, token_id, wrap_module, load_model
-from .activations import collect, collect_sets, pool, Activations
+from .config import GcavInputError, UnknownNameError
+from .models import resolve_hooks, tokenize, token_id, wrap_module
+from .activations import collect_sets, pool
 from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs
 
 # %% auto #0
