@@ -19,8 +19,8 @@ from scipy import stats
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .config import GcavInputError, UnknownNameError
-from .models import resolve_hooks, tokenize, token_id, wrap_module
-from .activations import collect_sets, pool
+from .models import tokenize, token_id, wrap_module
+from .activations import collect_sets, pool, _resolve as resolve_hooked
 from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs
 
 # %% auto #0
@@ -100,11 +100,8 @@ def _is_hooked(model)->bool: return hasattr(model, "hook_dict") and hasattr(mode
 
 def _resolve(model, hooks)->list[str]:
     "Hook names in the model's order; unknown names raise with close matches."
+    if _is_hooked(model): return resolve_hooked(model, hooks)
     if isinstance(hooks, str): hooks = [hooks]
-    if _is_hooked(model):
-        names = resolve_hooks(model, hooks)
-        if bad := [n for n in names if n not in model.hook_dict]: raise UnknownNameError(f"unknown hook name(s) {bad}")
-        return names
     if isinstance(model, nn.Module): known = [n for n, _ in model.named_modules() if n]
     else: raise TypeError(f"model must be a torch nn.Module or a hooked model, got {type(model).__name__}")
     if callable(hooks) and not isinstance(hooks, (list, tuple)): return [n for n in known if hooks(n)]
