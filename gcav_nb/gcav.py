@@ -746,18 +746,18 @@ def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
     ract = {n_: {h: acts[n_][h] for h in hooks} for n_ in rnames}
     cavs = fit_cavs(cact, ract, layers=hooks, classifier=classifier, C=C, seed=seed)
     rr = fit_random_cavs(ract, layers=hooks, ordered=True, classifier=classifier, C=C, seed=seed)
-    rr2 = fit_random_cavs(ract, layers=hooks, ordered=True, classifier=classifier, C=C, seed=seed + 1)  # retrained for TGCAV
     grads = gradients(model, inputs, hooks, target, pooling=pooling, batch_size=batch_size, progress=progress)
     P = len(rr.runs) // 2
     tc = tcav_scores(grads, cavs, layers=hooks)                                                     # [L, C, R]
     rt = tcav_scores(grads, rr, layers=hooks)[:, 0]                                                 # [L, 2P]
-    rt2 = tcav_scores(grads, rr2, layers=hooks)[:, 0]
     cav_list = [cavs[h] for h in hooks]; rnd_list = [rr[h][0, :P] for h in hooks]; g_list = [grads[h] for h in hooks]
     meta = dict(model=getattr(model, "gcav_name", type(model).__name__), revision=getattr(model, "gcav_revision", ""),
                 hooks=hooks, target=getattr(target, "name", str(target)), concepts=names, runs=len(rnames), seed=seed,
                 classifier=classifier, C=C, n_inputs=len(inputs))
     if not fit_gcav:
         return GCAVResult(hooks, names, tc, None, rt, None, cavs.accuracy.mean(-1), None, None, cavs, meta, alpha, correction, (cav_list, rnd_list, g_list))
+    rr2 = fit_random_cavs(ract, layers=hooks, ordered=True, classifier=classifier, C=C, seed=seed + 1)  # retrained for TGCAV
+    rt2 = tcav_scores(grads, rr2, layers=hooks)[:, 0]
     gm = GCAV(hooks, [c.shape[-1] for c in cav_list], names, len(rnames), cfg).fit(cav_list, rnd_list, g_list, progress=progress)
     tg = gm.tgcav_scores(g_list)
     dec = gm.decode()
