@@ -61,7 +61,7 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
                   s:Float[Tensor, "B n"], # 1 for a real example, 0 for padding
                   C:float=1.0, # inverse regularisation strength (scikit-learn's C)
                   max_iter:int=100, # Newton steps
-                  tol:float=1e-8, # a problem is done when every entry of its (scaled) gradient is below this
+                  tol:float=1e-10, # a problem is done when its Newton decrement is below tol x its objective (a relative objective error ~tol/2)
                   hess_dtype:torch.dtype|None=torch.float32, # precision of the Newton system (None: K's); gradients stay in K's
                   extrapolate:int=3, # up to this many step doublings past a full Newton step
                   K_low:Tensor|None=None, # K already cast to `hess_dtype`, if the caller has it (saves a copy)
@@ -77,6 +77,7 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
     act = torch.arange(B, device=dev)                   # problems still iterating (converged ones are retired)
     Sbuf = torch.empty_like(Kh)                         # the Newton system, rebuilt in place every step
     sp = torch.nn.functional.softplus
+    J = C * math.log(2) * s.sum(1)                      # the objective at the current point (a = 0, b = 0 to start)
     it = 0
     for it in range(1, max_iter + 1):
         p = torch.sigmoid(-y * (Ka + b[:, None]))
@@ -84,24 +85,28 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
         w = p * (1 - p) * s                             # d2l/df2
         r = C * g + a                                   # K^-1 (grad wrt a)
         gb = C * g.sum(1)
-        done = torch.maximum(r.abs().amax(1), gb.abs()) < tol
+        Kr = torch.bmm(K, r[..., None])[..., 0]
+        dec = (r * Kr).sum(1) + gb * gb / (C * w.sum(1)).clamp_min(1e-300)   # Newton decrement: about 2 (J - min J)
+        done = dec <= tol * J.abs()
         if bool(done.all()):
             a_out[act], b_out[act] = a, b; break
         if int(done.sum()) * 4 >= len(act):             # retire converged problems once a quarter are done (a copy of K)
             a_out[act[done]], b_out[act[done]] = a[done], b[done]
             keep = ~done
-            act, a, Ka, b, y, s, K, Kh, p, g, w, r, gb = (v[keep] for v in (act, a, Ka, b, y, s, K, Kh, p, g, w, r, gb))
-        # (I + CWK)^-1 v = v - C W^1/2 S^-1 W^1/2 K v with S = I + C W^1/2 K W^1/2 (SPD: one Cholesky per problem).
+            act, a, Ka, b, J, y, s, K, Kh, p, g, w, r, gb, Kr = (v[keep] for v in (act, a, Ka, b, J, y, s, K, Kh, p, g, w, r, gb, Kr))
+        # Newton step for (a, b): (I + CWK) da = -r - C w db, and the bias row C w'K da + C sum(w) db = -gb.
+        # With S = I + C W^1/2 K W^1/2 (SPD: one Cholesky per problem) and (I + CWK)^-1 W^1/2 = W^1/2 S^-1:
+        #   x1 = -(I + CWK)^-1 r = -r + C sw*S^-1(sw*Kr),  x2 = (I + CWK)^-1 C w = C sw*S^-1 sw,
+        #   db = (-gb + C sw'S^-1(sw*Kr)) / (C sw'S^-1 sw): a positive denominator, with no difference of near-equal
+        #   sums (sum(w) - w'K x2 cancels to float32 noise when activations are large).
         # S only steers the step: solving it in float32 leaves the fixed point (gradient = 0, in float64) unchanged.
         sw = w.sqrt()
         swh = (sw * C ** 0.5).to(hd)
         S = torch.mul(Kh, swh[:, None, :], out=Sbuf[:len(act)]); S.mul_(swh[:, :, None])
         S.diagonal(dim1=1, dim2=2).add_(1)
-        KV = torch.bmm(K, torch.stack([r, C * w], 2))                 # K r and C K w in one pass, in K's precision: the
-        sol = _spd_solve(S, (sw[..., None] * KV).to(hd)).to(dt)       # bias step below subtracts near-equal sums of them
-        Kr, Kw = KV[..., 0], KV[..., 1] / C
-        x1 = -r + C * sw * sol[..., 0]; x2 = C * w - C * sw * sol[..., 1]
-        db = (-gb - C * (Kw * x1).sum(1)) / (C * (w.sum(1) - (Kw * x2).sum(1))).clamp_min(1e-300)
+        sol = sw[..., None] * _spd_solve(S, torch.stack([sw * Kr, sw], 2).to(hd)).to(dt)   # [sw*S^-1(sw*Kr), sw*S^-1 sw]
+        x1 = -r + C * sol[..., 0]; x2 = C * sol[..., 1]
+        db = (-gb + C * sol[..., 0].sum(1)) / (C * sol[..., 1].sum(1)).clamp_min(1e-300)
         da = x1 - x2 * db[:, None]
         slope = (Kr * da).sum(1) + gb * db
         Kda = torch.bmm(K, da[..., None])[..., 0]
@@ -109,21 +114,21 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
         aKa, daKa, daKda = (a * Ka).sum(1), (da * Ka).sum(1), (da * Kda).sum(1)
         obj = lambda t: C * (s * sp(-y * (Ka + t[:, None] * Kda + (b + t * db)[:, None]))).sum(1) + 0.5 * (aKa + 2 * t * daKa + t * t * daKda)
         t = torch.ones(len(act), dtype=dt, device=dev)
-        J = obj(torch.zeros_like(t))
+        Jt = obj(t)
         for _ in range(30):                              # Armijo backtracking, per problem
-            bad = obj(t) > J + 1e-4 * t * slope + 1e-12 * J.abs()
+            bad = Jt > J + 1e-4 * t * slope + 1e-12 * J.abs()
             if not bool(bad.any()): break
-            t = torch.where(bad, t / 2, t)
+            t = torch.where(bad, t / 2, t); Jt = torch.where(bad, obj(t), Jt)
         # far from the optimum a full Newton step undershoots on logistic losses: try longer steps while they lower
         # the objective (one O(n) evaluation each; near the optimum t = 1 wins, so convergence stays quadratic). A longer
         # step must beat rounding noise: a decrease at float64 noise level would let the step overshoot back and forth.
-        Jt, grow = obj(t), t == 1
+        grow = t == 1
         for _ in range(extrapolate):
             if not bool(grow.any()): break
             J2 = obj(torch.where(grow, 2 * t, t))
             grow = grow & (J2 < Jt - 1e-12 * Jt.abs())
             t, Jt = torch.where(grow, 2 * t, t), torch.where(grow, J2, Jt)
-        a = a + t[:, None] * da; Ka = Ka + t[:, None] * Kda; b = b + t * db
+        a = a + t[:, None] * da; Ka = Ka + t[:, None] * Kda; b = b + t * db; J = Jt
     else:
         a_out[act], b_out[act] = a, b
     return a_out, b_out, it
@@ -329,7 +334,7 @@ def _meta_from(sets, layers, classifier, C, seed, test_frac)->dict:
 def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: [n, d]}
                   problems:Sequence[tuple[str, str, int]], # (positive set, negative set, split salt)
                   layers=None, classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0,
-                  max_iter:int=100, tol:float=1e-8, device=None, dtype=torch.float64, gram_dtype=torch.float32):
+                  max_iter:int=100, tol:float=1e-10, device=None, dtype=torch.float64, gram_dtype=torch.float32):
     "Fit every problem at every layer in one batch: (layers, w {layer: [P, d]}, bias [L, P], acc [L, P], info)."
     if classifier not in CLASSIFIERS: raise GcavInputError(f"unknown classifier {classifier!r}; expected one of {CLASSIFIERS}")
     if not (isinstance(C, (int, float)) and C > 0): raise GcavInputError(f"C must be a positive number, got {C!r}")
@@ -429,11 +434,12 @@ def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: 
     correct = ((fte > 0) == (EY > 0)).to(dtype) * ES
     acc = correct.sum(2) / ES.sum(1) if ne and ES.sum() > 0 else torch.full((nL, P), float("nan"), dtype=dtype)
     W, bias = {}, torch.empty(nL, P, dtype=dtype, device=dev)
-    dense = torch.zeros(nL, P, N, dtype=dtype, device=dev).scatter_add_(2, TI.expand(nL, P, n), cf * TS)   # [L, P, N] coefficients
-    for li, L in enumerate(layers):                               # the centred activations again, one layer at a time
-        Z = torch.cat([sets[nm][L].to(dev, gram_dtype) for nm in names]).sub_(mus[li]).to(dtype)
-        W[L] = dense[li] @ Z                                 # w = sum_i coef_i z_i, one matmul per layer
-        bias[li] = b[li] - W[L] @ mus[li].to(dtype)                     # back to uncentred activations
+    dense = torch.zeros(nL, P, N, dtype=gram_dtype, device=dev).scatter_add_(2, TI.expand(nL, P, n), (cf * TS).to(gram_dtype))   # [L, P, N]
+    for li, L in enumerate(layers):               # w = sum_i coef_i z_i over the centred activations, set by set (no [N, d] copy)
+        W[L] = torch.zeros(P, len(mus[li]), dtype=gram_dtype, device=dev)
+        for nm in names:
+            W[L].addmm_(dense[li, :, offs[nm]:offs[nm] + sizes[nm]], sets[nm][L].to(dev, gram_dtype) - mus[li])
+        bias[li] = b[li] - W[L].to(dtype) @ mus[li].to(dtype)          # back to uncentred activations
     bad = [L for L in layers if not bool(torch.isfinite(W[L]).all())]
     if bad: raise FloatingPointError(f"the CAV fit gave NaN/inf weights at {bad[:3]}{' ...' if len(bad) > 3 else ''}: please report this with the activations' norms")
     info = dict(newton_steps=steps, n_train=int(TS.sum(1).max()), n_test=int(ES.sum(1).max()) if ES.numel() else 0)

@@ -22,38 +22,51 @@ def _sets(L=3, d=96, n=50, R=4, seed=0, shifts=(1.0, 0.3)):
     randoms = [{h: _resid_like(n, d, 0.0, 1000 + seed + 11 * r + l) for l, h in enumerate(layers)} for r in range(R)]
     return layers, concepts, randoms
 
-@pytest.mark.parametrize("C", [1.0, 0.01])
-def test_parity_with_sklearn(C):
-    "Same data, same split, same C: held-out accuracy within 1 point of sklearn's LogisticRegression, same weights."
-    layers, concepts, randoms = _sets(L=2, d=576, R=3, shifts=(0.6, 0.2))
-    cs = fit_cavs(concepts, randoms, C=C, seed=3)
-    ours, ref, cos = [], [], []
+def _against_sklearn(concepts, randoms, layers, C, seed):
+    "Our CAVs and one sklearn LogisticRegression per problem on the same split: accuracies, cosines, objectives, the CAVSet."
+    cs = fit_cavs(concepts, randoms, C=C, seed=seed)
+    ours, ref, cos, gap = [], [], [], []
+    J = lambda w, b, X, y: C * np.logaddexp(0, -(2 * y - 1) * (X @ w + b)).sum() + 0.5 * w @ w   # sklearn's objective
     for li, h in enumerate(layers):
         for ci, c in enumerate(cs.concepts):
             for ri, r in enumerate(cs.runs):
                 X1, X0 = concepts[c][h], randoms[ri][h]
                 m = min(len(X1), len(X0))
-                (p_tr, p_te), (q_tr, q_te) = split_indices(c, len(X1), m, 0.33, 3, ri), split_indices(r, len(X0), m, 0.33, 3, ri)
+                (p_tr, p_te), (q_tr, q_te) = split_indices(c, len(X1), m, 0.33, seed, ri), split_indices(r, len(X0), m, 0.33, seed, ri)
                 Xtr = torch.cat([X1[p_tr], X0[q_tr]]).double().numpy(); ytr = np.r_[np.ones(len(p_tr)), np.zeros(len(q_tr))]
                 Xte = torch.cat([X1[p_te], X0[q_te]]).double().numpy(); yte = np.r_[np.ones(len(p_te)), np.zeros(len(q_te))]
                 sk = LogisticRegression(C=C, max_iter=5000, tol=1e-8).fit(Xtr, ytr)
                 ref.append(sk.score(Xte, yte)); ours.append(float(cs.accuracy[li, ci, ri]))
                 w = torch.tensor(sk.coef_[0]); v = cs[h][ci, ri].double()
                 cos.append(float(w @ v / w.norm()))
-    ours, ref = np.array(ours), np.array(ref)
-    print(f"C={C}: held-out accuracy ours {ours.mean():.4f} sklearn {ref.mean():.4f}, min cos {min(cos):.6f}")
+                j_ours = J(v.numpy() * float(cs.norms[li, ci, ri]), float(cs.bias[li, ci, ri]), Xtr, ytr)
+                gap.append((j_ours - J(sk.coef_[0], sk.intercept_[0], Xtr, ytr)) / J(sk.coef_[0], sk.intercept_[0], Xtr, ytr))
+    return np.array(ours), np.array(ref), np.array(cos), np.array(gap), cs
+
+@pytest.mark.parametrize("C", [1.0, 0.01])
+def test_parity_with_sklearn(C):
+    "Same data, same split, same C: held-out accuracy within 1 point of sklearn's LogisticRegression, same weights."
+    layers, concepts, randoms = _sets(L=2, d=576, R=3, shifts=(0.6, 0.2))
+    ours, ref, cos, _, _ = _against_sklearn(concepts, randoms, layers, C, seed=3)
+    print(f"C={C}: held-out accuracy ours {ours.mean():.4f} sklearn {ref.mean():.4f}, min cos {cos.min():.6f}")
     assert abs(ours.mean() - ref.mean()) <= 0.01, (ours.mean(), ref.mean())
     assert np.mean(np.abs(ours - ref) <= 0.01) >= 0.95
-    assert min(cos) > 0.999, min(cos)
+    assert cos.min() > 0.999, cos.min()
 
 @pytest.mark.parametrize("big", [20.0, 200.0])
-def test_large_activations_give_finite_cavs(big):
-    "Activations with norms in the hundreds or thousands (late residual layers of SmolLM2 are ~450) still give finite CAVs."
+def test_large_activations_give_sklearns_cavs(big):
+    """Activation norms in the thousands (SmolLM2's late residual layers are ~450): the fit converges, to an objective at least
+    as low as sklearn's (whose lbfgs stops early on these flat objectives, so the directions differ by up to ~7 degrees)."""
     layers = ["a", "b"]
     concepts = {c: {h: big * _resid_like(50, 576, s, 7 * i + l) for l, h in enumerate(layers)} for i, (c, s) in enumerate([("x", 0.5), ("y", 0.05)])}
-    randoms = [{h: big * _resid_like(50, 576, 0.0, 100 + 11 * r + l) for l, h in enumerate(layers)} for r in range(4)]
-    cs = fit_cavs(concepts, randoms, seed=0)
-    for h in layers: assert torch.isfinite(cs[h]).all() and torch.isfinite(cs.accuracy).all()
+    randoms = [{h: big * _resid_like(50, 576, 0.0, 100 + 11 * r + l) for l, h in enumerate(layers)} for r in range(3)]
+    ours, ref, cos, gap, cs = _against_sklearn(concepts, randoms, layers, 1.0, seed=0)
+    print(f"x{big}: {cs.meta['newton_steps']} Newton steps, accuracy ours {ours.mean():.4f} sklearn {ref.mean():.4f}, "
+          f"min cos {cos.min():.6f}, objective ours/sklearn - 1: max {gap.max():.2e} min {gap.min():.2e}")
+    for h in layers: assert torch.isfinite(cs[h]).all()
+    assert torch.isfinite(cs.accuracy).all() and torch.isfinite(cs.bias).all() and cs.meta["newton_steps"] < 100
+    assert gap.max() <= 1e-6, gap.max()
+    assert abs(ours.mean() - ref.mean()) <= 0.01 and cos.min() > 0.98, (ours.mean(), ref.mean(), cos.min())
 
 def test_mean_diff_is_the_difference_of_training_means():
     layers, concepts, randoms = _sets()
@@ -69,12 +82,12 @@ def test_random_pairs_are_symmetric(classifier):
     _, _, randoms = _sets(R=4)
     R = _as_sets(randoms, "random")
     pairs = [(p, q, 0) for p in R for q in R if p != q]
-    layers, W, b, acc, _ = _fit_problems(R, pairs, classifier=classifier, tol=1e-10)
+    layers, W, b, acc, _ = _fit_problems(R, pairs, classifier=classifier, tol=1e-20)
     idx = {(p, q): i for i, (p, q, _) in enumerate(pairs)}
     for (p, q), i in idx.items():
         j = idx[(q, p)]
         for h in layers:
-            assert torch.allclose(W[h][i], -W[h][j], atol=1e-7, rtol=1e-6)
+            assert torch.allclose(W[h][i], -W[h][j], atol=1e-6, rtol=1e-5)   # float32 weights
         assert torch.allclose(b[:, i], -b[:, j], atol=1e-6) and torch.equal(acc[:, i], acc[:, j])
     un = fit_random_cavs(randoms, classifier=classifier); od = fit_random_cavs(randoms, classifier=classifier, ordered=True)
     assert len(un.runs) == 6 and len(od.runs) == 12 and od.meta["ordered"]
