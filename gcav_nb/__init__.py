@@ -14,7 +14,7 @@ _LAZY = {
     "models": ["load_model", "wrap_module", "hook_names", "resolve_hooks", "layer_hooks", "tokenize", "token_id", "generate", "model_info"],
     "data": ["ConceptSet", "load_concepts", "random_sets", "random_pool", "load_templates", "apply_template", "text_corpus"],
     "activations": ["collect", "capture"],
-    "cav": ["CAVSet", "ConceptVector", "fit_cavs", "fit_random_cavs", "fit_relative_cavs"],
+    "cav": ["CAVSet", "ConceptVector", "fit_cavs", "fit_random_cavs", "fit_relative_cavs", "fit_tcav_cavs"],
     "tcav": ["gradients", "tcav_scores", "tcav_result", "stability_metrics", "logit", "logprob", "logit_diff", "class_logit"],
     "gcav": ["GCAV", "GCAVConfig", "run_gcav"],
 }

@@ -20,7 +20,7 @@ from .config import GcavInputError, UnknownNameError
 
 # %% auto #0
 __all__ = ['CLASSIFIERS', 'split_indices', 'dual_logistic', 'ConceptVector', 'CAVSet', 'fit_cavs', 'fit_random_cavs',
-           'fit_relative_cavs']
+           'fit_tcav_cavs', 'fit_relative_cavs']
 
 # %% ../nbs/03_cav.ipynb #6167ba14
 CLASSIFIERS = ("logistic", "mean_diff")
@@ -472,12 +472,19 @@ def fit_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hoo
              device:str|None=None, # where to fit (default: where the activations are)
             )->CAVSet: # [layer, concept, run = random set, d]
     "Concept-vs-random CAVs for every layer x concept x random set, fitted as one batched problem."
+    C_sets, R_sets = _concept_and_random_sets(concepts, randoms)
+    probs = [(c, r, ri) for c in C_sets for ri, r in enumerate(R_sets)]
+    layers, W, bias, acc, info = _fit_problems({**C_sets, **R_sets}, probs, layers, classifier, C, test_frac, seed, max_iter, device=device)
+    return _pack_concepts(C_sets, R_sets, layers, W, bias, acc, info, classifier, C, seed, test_frac)
+
+def _concept_and_random_sets(concepts, randoms)->tuple[dict, dict]:
     C_sets, R_sets = _as_sets(concepts, "concept"), _as_sets(randoms, "random")
     if clash := set(C_sets) & set(R_sets): raise GcavInputError(f"names used both as concept and random set: {sorted(clash)}")
-    sets = {**C_sets, **R_sets}
-    probs = [(c, r, ri) for c in C_sets for ri, r in enumerate(R_sets)]
-    layers, W, bias, acc, info = _fit_problems(sets, probs, layers, classifier, C, test_frac, seed, max_iter, device=device)
-    meta = {**_meta_from(sets, layers, classifier, C, seed, test_frac), **info, "kind": "concept_vs_random"}
+    return C_sets, R_sets
+
+def _pack_concepts(C_sets, R_sets, layers, W, bias, acc, info, classifier, C, seed, test_frac)->CAVSet:
+    "The concept-vs-random problems' fit as a CAVSet [layer, concept, run = random set, d]."
+    meta = {**_meta_from({**C_sets, **R_sets}, layers, classifier, C, seed, test_frac), **info, "kind": "concept_vs_random"}
     return _pack(layers, W, bias, acc, len(C_sets), len(R_sets), list(C_sets), list(R_sets), meta, list(R_sets))
 
 # %% ../nbs/03_cav.ipynb #abfa8a65
@@ -487,10 +494,18 @@ def fit_random_cavs(randoms:Sequence[Mapping[str, Tensor]]|Mapping[str, Mapping[
                     classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0, max_iter:int=100,
                     device:str|None=None)->CAVSet: # [layer, 1 ("random"), pair, d]
     "Random-vs-random CAVs for the significance test: each unordered pair fitted once."
-    R_sets = _as_sets(randoms, "random"); names = list(R_sets)
-    if len(names) < 2: raise GcavInputError(f"random-vs-random CAVs need at least 2 random sets, got {len(names)}")
-    pairs = [(names[i], names[j], 0) for i in range(len(names)) for j in range(i + 1, len(names))]
+    R_sets = _as_sets(randoms, "random"); pairs = _random_pairs(R_sets)
     layers, W, bias, acc, info = _fit_problems(R_sets, pairs, layers, classifier, C, test_frac, seed, max_iter, device=device)
+    return _pack_random(R_sets, pairs, ordered, layers, W, bias, acc, info, classifier, C, seed, test_frac)
+
+def _random_pairs(R_sets:dict)->list[tuple[str, str, int]]:
+    "The problems (random_i, random_j, salt 0) for i < j."
+    names = list(R_sets)
+    if len(names) < 2: raise GcavInputError(f"random-vs-random CAVs need at least 2 random sets, got {len(names)}")
+    return [(names[i], names[j], 0) for i in range(len(names)) for j in range(i + 1, len(names))]
+
+def _pack_random(R_sets, pairs, ordered, layers, W, bias, acc, info, classifier, C, seed, test_frac)->CAVSet:
+    "The random pairs' fit as a CAVSet [layer, 1, pair, d], with the mirrored pairs (negated) when `ordered`."
     runs = [f"{p}~{q}" for p, q, _ in pairs]; negs = [q for _, q, _ in pairs]
     if ordered:
         W = {L: torch.cat([w, -w]) for L, w in W.items()}
@@ -498,6 +513,21 @@ def fit_random_cavs(randoms:Sequence[Mapping[str, Tensor]]|Mapping[str, Mapping[
         runs += [f"{q}~{p}" for p, q, _ in pairs]; negs += [p for p, _, _ in pairs]
     meta = {**_meta_from(R_sets, layers, classifier, C, seed, test_frac), **info, "kind": "random_vs_random", "ordered": ordered}
     return _pack(layers, W, bias, acc, 1, len(runs), ["random"], runs, meta, negs)
+
+# %% ../nbs/03_cav.ipynb #4b06ab65
+def fit_tcav_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hook: [n_c, d]}
+                  randoms:Sequence[Mapping[str, Tensor]]|Mapping[str, Mapping[str, Tensor]], # R >= 2 random sets
+                  layers:str|Sequence[str]|None=None, ordered:bool=True, # mirrored random pairs too (TCAV's test uses them)
+                  classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0, max_iter:int=100,
+                  device:str|None=None)->tuple[CAVSet, CAVSet]: # (`fit_cavs` result, `fit_random_cavs` result)
+    "Concept-vs-random and random-vs-random CAVs fitted as one batched problem."
+    C_sets, R_sets = _concept_and_random_sets(concepts, randoms)
+    probs, pairs = [(c, r, ri) for c in C_sets for ri, r in enumerate(R_sets)], _random_pairs(R_sets)
+    layers, W, bias, acc, info = _fit_problems({**C_sets, **R_sets}, probs + pairs, layers, classifier, C, test_frac, seed, max_iter, device=device)
+    k = len(probs)
+    cavs = _pack_concepts(C_sets, R_sets, layers, {L: w[:k] for L, w in W.items()}, bias[:, :k], acc[:, :k], info, classifier, C, seed, test_frac)
+    rnd = _pack_random(R_sets, pairs, ordered, layers, {L: w[k:] for L, w in W.items()}, bias[:, k:], acc[:, k:], info, classifier, C, seed, test_frac)
+    return cavs, rnd
 
 # %% ../nbs/03_cav.ipynb #bbb0a73b
 def fit_relative_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hook: [n, d]}

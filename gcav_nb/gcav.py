@@ -727,7 +727,7 @@ def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
             )->GCAVResult:
     "TCAV and TGCAV for `concepts` against `randoms` at `hooks`: one call from data to both methods' scores and tests."
     from gcav_nb.activations import collect
-    from gcav_nb.cav import fit_cavs, fit_random_cavs
+    from gcav_nb.cav import fit_random_cavs, fit_tcav_cavs
     from gcav_nb.tcav import gradients, tcav_scores
     hooks = list(hooks)
     if len(hooks) < 2: raise GcavInputError(f"GCAV needs at least 2 layers (hooks); got {hooks}")
@@ -744,8 +744,7 @@ def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
         if n_ not in acts: acts[n_] = collect(model, d, hooks, pooling=pooling, batch_size=batch_size, progress=progress)
     cact = {n_: {h: acts[n_][h] for h in hooks} for n_ in names}
     ract = {n_: {h: acts[n_][h] for h in hooks} for n_ in rnames}
-    cavs = fit_cavs(cact, ract, layers=hooks, classifier=classifier, C=C, seed=seed)
-    rr = fit_random_cavs(ract, layers=hooks, ordered=True, classifier=classifier, C=C, seed=seed)
+    cavs, rr = fit_tcav_cavs(cact, ract, layers=hooks, classifier=classifier, C=C, seed=seed)   # one batched fit
     grads = gradients(model, inputs, hooks, target, pooling=pooling, batch_size=batch_size, progress=progress)
     P = len(rr.runs) // 2
     tc = tcav_scores(grads, cavs, layers=hooks)                                                     # [L, C, R]

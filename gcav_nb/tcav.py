@@ -21,7 +21,7 @@ from fastcore.basics import patch
 from .config import GcavInputError, UnknownNameError
 from .models import tokenize, token_id, wrap_module
 from .activations import collect_sets, pool, _resolve as resolve_hooked
-from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs
+from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_cavs
 
 # %% auto #0
 __all__ = ['TESTS', 'CORRECTIONS', 'Target', 'logit', 'logprob', 'logit_diff', 'class_logit', 'loss', 'as_target', 'gradients',
@@ -585,12 +585,13 @@ def tcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Modul
         if n < 2: raise GcavInputError(f"set {k!r} has {n} example(s); a CAV needs at least 2")
     acts = collect_sets(model, sets, names, pooling=pooling, batch_size=batch_size, progress=progress) if sets else {}
     fit = dict(layers=names, classifier=classifier, C=C, seed=seed)
-    if random_cavs is None: random_cavs = fit_random_cavs({k: acts[k] for k in rnd}, ordered=True, **fit)
+    cset, rset = {k: acts[k] for k in sets if k not in rnd}, {k: acts[k] for k in rnd}
+    if cavs is None and random_cavs is None and relative is None: cavs, random_cavs = fit_tcav_cavs(cset, rset, **fit)
+    if random_cavs is None: random_cavs = fit_random_cavs(rset, ordered=True, **fit)
     rnames = list(rnd) if rnd else list(dict.fromkeys(a for r in random_cavs.runs for a in r.split("~")))
     if cavs is None:
-        cset = {k: acts[k] for k in sets if k not in rnd}
         if relative is not None: cavs = fit_relative_cavs(cset, pairs=[tuple(p) for p in relative], n_runs=len(rnames), **fit)
-        else: cavs = fit_cavs(cset, {k: acts[k] for k in rnd}, **fit)
+        else: cavs = fit_cavs(cset, rset, **fit)
     grads = gradients(model, x, names, target, pooling=pooling, batch_size=batch_size, progress=progress)
     meta = dict(model=getattr(model, "gcav_name", type(model).__name__), revision=getattr(model, "gcav_revision", None),
                 target_ids=ids, pooling=pooling if isinstance(pooling, str) else "mask", seed=seed, classifier=classifier,

@@ -275,11 +275,10 @@ def correctness(res, # a `run_gcav` result
 # %% ../nbs/05a_texshapes.ipynb #9394c639
 def _tcav_tests(cacts:dict, racts:list, grads:dict, layers:list, correction:str="bonferroni", alpha:float=0.05)->pd.DataFrame:
     "TCAV only: CAVs of each concept vs each random set, random-vs-random null, t-tests; adds held-out accuracy."
-    from gcav_nb.cav import fit_cavs, fit_random_cavs
+    from gcav_nb.cav import fit_tcav_cavs
     from gcav_nb.tcav import tcav_scores
     from gcav_nb.gcav import cav_ttest
-    cavs = fit_cavs(cacts, racts, layers=layers)
-    rr = fit_random_cavs(racts, layers=layers, ordered=True)
+    cavs, rr = fit_tcav_cavs(cacts, racts, layers=layers)
     df = cav_ttest(tcav_scores(grads, cavs, layers=layers), tcav_scores(grads, rr, layers=layers)[:, 0], layers, list(cacts), alpha, correction)
     acc = cavs.accuracy.mean(-1)
     df["accuracy"] = [float(acc[r.layer_idx, list(cacts).index(r.concept)]) for r in df.itertuples()]
