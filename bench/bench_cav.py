@@ -8,13 +8,13 @@ Both sides report mean held-out accuracy; the goal needs them within 1 point. to
 (scikit-learn's loop is single-threaded; the 2-core machine is shared); the ratio uses process CPU time, and
 wall-clock times are printed too.
 
-Where our time goes (cpu size, 1 thread, timers + torch.profiler): ~55-60% the batched Newton solve (6 steps; per
-step about 35 ms of LAPACK spotrf + spotrs called once per problem from a Python loop on [1200, 66, 66] float32
-systems, ~0.2 s in all, plus building the systems in place, two batched mat-vecs and the O(n) line search), ~40%
-building the Gram blocks (a few layers per batched matmul), the [P, n, n] gathers, the float64 copy of K and the
-primal weights. Fresh buffers of tens of MB cost a page fault per 4 kB (~4 us each on this VM, ~0.15 s per fit
-before the buffers were chunked and reused; the float64 K of 42 MB still pays it), so timings vary with load and
-with what the allocator kept from the previous call.
+Where our time goes (cpu size, 1 thread, line profiler): ~60% the batched Newton solve (7 steps; per step ~25 ms of
+LAPACK spotrf + spotrs called once per problem from a Python loop on [1200, 66, 66] float32 systems, plus building the
+systems in place, two float64 batched mat-vecs and the O(n) line search), ~20% building the Gram blocks (a few layers
+per batched matmul, near this core's float32 matmul peak), the rest the [P, n, n] gathers, the float64 copy of K and
+the weights (set by set, float32). Fresh buffers of tens of MB cost a page fault per 4 kB (~4 us each on this VM; the
+float64 K of 42 MB pays it on every call), so timings vary with load and with what the allocator kept from the
+previous call.
 
 Usage: python bench/bench_cav.py [--size ci|cpu]
 """

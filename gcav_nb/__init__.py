@@ -15,7 +15,7 @@ _LAZY = {
     "data": ["ConceptSet", "load_concepts", "random_sets", "random_pool", "load_templates", "apply_template", "text_corpus"],
     "activations": ["collect", "capture"],
     "cav": ["CAVSet", "ConceptVector", "fit_cavs", "fit_random_cavs", "fit_relative_cavs", "fit_tcav_cavs"],
-    "tcav": ["gradients", "tcav_scores", "tcav_result", "stability_metrics", "logit", "logprob", "logit_diff", "class_logit"],
+    "tcav": ["gradients", "tcav_scores", "sign_scores", "tcav_result", "stability_metrics", "logit", "logprob", "logit_diff", "class_logit"],
     "gcav": ["GCAV", "GCAVConfig", "run_gcav"],
 }
 __all__ = [n for names in _LAZY.values() for n in names]

@@ -20,10 +20,11 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 import matplotlib.pyplot as plt
 from .config import GcavInputError, seed_everything, get_scale
+from .tcav import sign_scores, _per_layer   # TGCAV is TCAV's sign count on the decoded CAVs
 
 # %% auto #0
 __all__ = ['GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm', 'FastDropout', 'LayerAutoencoders', 'AlignmentModel',
-           'FusionModel', 'soft_tcav', 'GCAV', 'sign_scores', 'synthetic_gcav_problem', 'cav_ttest', 'stability_table',
+           'FusionModel', 'soft_tcav', 'GCAV', 'synthetic_gcav_problem', 'cav_ttest', 'stability_table',
            'direction_accuracy', 'concept_map', 'global_concept_map', 'pgd_toward', 'plot_layer_scores', 'GCAVResult',
            'run_gcav', 'ablations']
 
@@ -105,12 +106,6 @@ class GCAVConfig:
         return cls(**{**base, **kw})
 
 # %% ../nbs/05_gcav.ipynb #1ebbcef2
-def _per_layer(x, what:str) -> list[Tensor]:
-    "A tensor [L, ...] or a list of per-layer tensors -> list of float32 tensors."
-    if isinstance(x, Tensor): return [t.float() for t in x.unbind(0)]
-    if isinstance(x, (list, tuple)) and all(isinstance(t, Tensor) for t in x): return [t.detach().float() for t in x]
-    raise TypeError(f"{what} must be a Tensor [layer, ...] or a list of per-layer Tensors, got {type(x).__name__}")
-
 def check_gcav_inputs(cavs, # concept CAVs: Tensor [L, C, R, d] or list of L Tensors [C, R, d_l]
                       random_cavs, # random-vs-random CAVs: Tensor [L, M, d] or list of [M, d_l]
                       grads=None, # target gradients: Tensor [L, n, d] or list of [n, d_l]; None skips them
@@ -458,23 +453,6 @@ def decode(self:GCAV)->list[Tensor]:
         else: out = self._decode(self.global_cavs.reshape(1, C * R, D).expand(L, -1, -1))
     self._decoded = (key, [F.normalize(o.reshape(C, R, -1), dim=-1) for o in out])
     return self._decoded[1]
-
-def sign_scores(grads, # target gradients: Tensor [L, n, d] or list of [n, d_l]
-                cavs, # CAVs: list over layers of [..., d_l] (e.g. [C, R, d_l] or [M, d_l])
-               )->Tensor:
-    "TCAV sign-count score for every CAV at its own layer: [L, ...] = mean_i(grad_i . v > 0); one bmm per width."
-    grads = _per_layer(grads, "grads"); cavs = _per_layer(cavs, "cavs")
-    if len(grads) != len(cavs): raise GcavInputError(f"{len(grads)} layers of gradients but {len(cavs)} layers of CAVs")
-    groups = {}
-    for l, (g, c) in enumerate(zip(grads, cavs)):
-        if g.shape[-1] != c.shape[-1]: raise GcavInputError(f"layer {l}: gradients are {g.shape[-1]}-d but CAVs {c.shape[-1]}-d")
-        groups.setdefault((tuple(g.shape), tuple(c.shape)), []).append(l)
-    out = [None] * len(grads)
-    for (_, cs), ix in groups.items():
-        G, V = torch.stack([grads[l] for l in ix]), torch.stack([cavs[l].reshape(-1, cs[-1]) for l in ix])   # [k, n, d], [k, K, d]
-        s = (torch.bmm(V, G.transpose(1, 2)) > 0).float().mean(-1)                                          # [k, K]
-        for j, l in enumerate(ix): out[l] = s[j].reshape(cs[:-1])
-    return torch.stack(out)
 
 @patch
 def tgcav_scores(self:GCAV, grads)->Float[Tensor, "L C R"]:

@@ -25,8 +25,8 @@ from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_
 
 # %% auto #0
 __all__ = ['TESTS', 'CORRECTIONS', 'Target', 'logit', 'logprob', 'logit_diff', 'class_logit', 'loss', 'as_target', 'gradients',
-           'tcav_scores', 'tcav_pvalues', 'correct_pvalues', 'stability_metrics', 'TCAVResult', 'TCAVReport',
-           'tcav_result', 'tcav']
+           'tcav_scores', 'sign_scores', 'tcav_pvalues', 'correct_pvalues', 'stability_metrics', 'TCAVResult',
+           'TCAVReport', 'tcav_result', 'tcav']
 
 # %% ../nbs/04_tcav.ipynb #4e79ec1d
 @dataclass
@@ -252,7 +252,7 @@ def tcav_scores(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
     if sign not in (1, -1): raise GcavInputError(f"sign must be +1 or -1, got {sign!r}")
     cd = _cav_dict(cavs, layers)
     layers = list(cd) if layers is None else list(layers)
-    res = []
+    gs, vs = [], []
     for l in layers:
         if l not in grads: raise UnknownNameError(f"no gradients for layer {l!r}; have {list(grads)[:5]}")
         if l not in cd: raise UnknownNameError(f"no CAVs for layer {l!r}; have {list(cd)[:5]}")
@@ -260,9 +260,34 @@ def tcav_scores(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
         if g.ndim != 2 or g.shape[0] == 0: raise GcavInputError(f"gradients for {l!r} must be [n>0, d], got {tuple(g.shape)}")
         if g.shape[-1] != v.shape[-1]: raise GcavInputError(f"layer {l!r}: gradient dim {g.shape[-1]} != CAV dim {v.shape[-1]}")
         if _check and not torch.isfinite(g).all(): raise GcavInputError(f"gradients for {l!r} contain NaN/inf")
-        d = sign * torch.einsum("nd,crd->crn", g, v.to(g.device))   # [concept, run, n]
-        res.append(d.mean(-1) if magnitude else (d > 0).float().mean(-1))
-    return torch.stack(res)
+        gs.append(g); vs.append(v.to(g.device))
+    return sign_scores(gs, vs, sign, magnitude)
+
+def _per_layer(x, what:str) -> list[Tensor]:
+    "A tensor [L, ...] or a list of per-layer tensors -> list of float32 tensors."
+    if isinstance(x, Tensor): return [t.float() for t in x.unbind(0)]
+    if isinstance(x, (list, tuple)) and all(isinstance(t, Tensor) for t in x): return [t.detach().float() for t in x]
+    raise TypeError(f"{what} must be a Tensor [layer, ...] or a list of per-layer Tensors, got {type(x).__name__}")
+
+def sign_scores(grads, # target gradients: Tensor [L, n, d] or list of [n, d_l]
+                cavs, # CAVs: Tensor [L, ..., d] or list over layers of [..., d_l] (e.g. [C, R, d_l] or [M, d_l])
+                sign:int=1, # the target's sign (+1 logit, -1 loss)
+                magnitude:bool=False, # mean of sign * grad.v instead of the sign count
+               )->Tensor:
+    "The TCAV score of every CAV at its own layer, [L, ...] = mean_i(sign * grad_i . v > 0); one bmm per shape group."
+    grads = _per_layer(grads, "grads"); cavs = _per_layer(cavs, "cavs")
+    if len(grads) != len(cavs): raise GcavInputError(f"{len(grads)} layers of gradients but {len(cavs)} layers of CAVs")
+    groups = {}                                          # layers with the same shapes are scored in one bmm
+    for l, (g, c) in enumerate(zip(grads, cavs)):
+        if g.shape[-1] != c.shape[-1]: raise GcavInputError(f"layer {l}: gradients are {g.shape[-1]}-d but CAVs {c.shape[-1]}-d")
+        groups.setdefault((tuple(g.shape), tuple(c.shape)), []).append(l)
+    out = [None] * len(grads)
+    for (_, cs), ix in groups.items():
+        G, V = torch.stack([grads[l] for l in ix]), torch.stack([cavs[l].reshape(-1, cs[-1]) for l in ix])   # [k, n, d], [k, K, d]
+        d = sign * torch.bmm(V, G.transpose(1, 2))                                                          # [k, K, n]
+        s = d.mean(-1) if magnitude else (d > 0).float().mean(-1)
+        for j, l in enumerate(ix): out[l] = s[j].reshape(cs[:-1])
+    return torch.stack(out)
 
 # %% ../nbs/04_tcav.ipynb #4b901888
 TESTS = ("ttest", "mannwhitney", "onesample", "pseudo")
