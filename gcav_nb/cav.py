@@ -65,6 +65,7 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
                   hess_dtype:torch.dtype|None=torch.float32, # precision of the Newton system (None: K's); gradients stay in K's
                   extrapolate:int=3, # up to this many step doublings past a full Newton step
                   K_low:Tensor|None=None, # K already cast to `hess_dtype`, if the caller has it (saves a copy)
+                  hess_cond:float=1e7, # problems whose Newton system may be worse conditioned (1 + C trace(K)/4) solve it in K's precision
                  )->tuple[Tensor, Tensor, int]: # a [B, n], b [B], Newton steps taken
     "L2 logistic regression in dual form, Newton + backtracking, for a batch of problems at once."
     B, n = y.shape
@@ -76,6 +77,10 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
     a, Ka, b = torch.zeros(B, n, dtype=dt, device=dev), torch.zeros(B, n, dtype=dt, device=dev), torch.zeros(B, dtype=dt, device=dev)
     act = torch.arange(B, device=dev)                   # problems still iterating (converged ones are retired)
     Sbuf = torch.empty_like(Kh)                         # the Newton system, rebuilt in place every step
+    # S below has condition number <= 1 + C trace(K)/4 (a loose bound: SmolLM2's late layers reach 5e5 and converge in float32).
+    # Far past that a float32 S no longer steers the step (norms ~25,000: 60+ steps of linear convergence instead of 7), so
+    # those problems build and solve it in K's precision.
+    wide = C / 4 * K.diagonal(dim1=1, dim2=2).sum(1) > hess_cond if hd != dt else torch.zeros(B, dtype=torch.bool, device=dev)
     sp = torch.nn.functional.softplus
     J = C * math.log(2) * s.sum(1)                      # the objective at the current point (a = 0, b = 0 to start)
     it = 0
@@ -93,18 +98,27 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
         if int(done.sum()) * 4 >= len(act):             # retire converged problems once a quarter are done (a copy of K)
             a_out[act[done]], b_out[act[done]] = a[done], b[done]
             keep = ~done
-            act, a, Ka, b, J, y, s, K, Kh, p, g, w, r, gb, Kr = (v[keep] for v in (act, a, Ka, b, J, y, s, K, Kh, p, g, w, r, gb, Kr))
+            act, a, Ka, b, J, y, s, K, Kh, p, g, w, r, gb, Kr, wide = (v[keep] for v in (act, a, Ka, b, J, y, s, K, Kh, p, g, w, r, gb, Kr, wide))
         # Newton step for (a, b): (I + CWK) da = -r - C w db, and the bias row C w'K da + C sum(w) db = -gb.
         # With S = I + C W^1/2 K W^1/2 (SPD: one Cholesky per problem) and (I + CWK)^-1 W^1/2 = W^1/2 S^-1:
         #   x1 = -(I + CWK)^-1 r = -r + C sw*S^-1(sw*Kr),  x2 = (I + CWK)^-1 C w = C sw*S^-1 sw,
         #   db = (-gb + C sw'S^-1(sw*Kr)) / (C sw'S^-1 sw): a positive denominator, with no difference of near-equal
         #   sums (sum(w) - w'K x2 cancels to float32 noise when activations are large).
         # S only steers the step: solving it in float32 leaves the fixed point (gradient = 0, in float64) unchanged.
-        sw = w.sqrt()
-        swh = (sw * C ** 0.5).to(hd)
-        S = torch.mul(Kh, swh[:, None, :], out=Sbuf[:len(act)]); S.mul_(swh[:, :, None])
-        S.diagonal(dim1=1, dim2=2).add_(1)
-        sol = sw[..., None] * _spd_solve(S, torch.stack([sw * Kr, sw], 2).to(hd)).to(dt)   # [sw*S^-1(sw*Kr), sw*S^-1 sw]
+        sw = w.sqrt(); swc = sw * C ** 0.5
+        rhs = torch.stack([sw * Kr, sw], 2)
+        narrow = ~wide
+        if bool(narrow.any()):
+            swh = swc.to(hd)
+            S = torch.mul(Kh, swh[:, None, :], out=Sbuf[:len(act)]); S.mul_(swh[:, :, None])
+            S.diagonal(dim1=1, dim2=2).add_(1)
+        if not bool(wide.any()): z = _spd_solve(S, rhs.to(hd)).to(dt)
+        else:
+            z = torch.empty_like(rhs)
+            if bool(narrow.any()): z[narrow] = _spd_solve(S[narrow], rhs[narrow].to(hd)).to(dt)
+            Sw = K[wide] * (swc[wide][:, None, :] * swc[wide][:, :, None]); Sw.diagonal(dim1=1, dim2=2).add_(1)
+            z[wide] = _spd_solve(Sw, rhs[wide])
+        sol = sw[..., None] * z                                       # [sw*S^-1(sw*Kr), sw*S^-1 sw]
         x1 = -r + C * sol[..., 0]; x2 = C * sol[..., 1]
         db = (-gb + C * sol[..., 0].sum(1)) / (C * sol[..., 1].sum(1)).clamp_min(1e-300)
         da = x1 - x2 * db[:, None]

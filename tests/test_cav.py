@@ -64,7 +64,7 @@ def test_large_activations_give_sklearns_cavs(big):
     print(f"x{big}: {cs.meta['newton_steps']} Newton steps, accuracy ours {ours.mean():.4f} sklearn {ref.mean():.4f}, "
           f"min cos {cos.min():.6f}, objective ours/sklearn - 1: max {gap.max():.2e} min {gap.min():.2e}")
     for h in layers: assert torch.isfinite(cs[h]).all()
-    assert torch.isfinite(cs.accuracy).all() and torch.isfinite(cs.bias).all() and cs.meta["newton_steps"] < 100
+    assert torch.isfinite(cs.accuracy).all() and torch.isfinite(cs.bias).all() and cs.meta["newton_steps"] <= 15   # quadratic, not linear, convergence
     assert gap.max() <= 1e-6, gap.max()
     assert abs(ours.mean() - ref.mean()) <= 0.01 and cos.min() > 0.98, (ours.mean(), ref.mean(), cos.min())
 
