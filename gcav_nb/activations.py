@@ -13,7 +13,7 @@ from torch import Tensor
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from .config import GcavInputError, UnknownNameError, cache_dir
+from .config import GcavInputError, UnknownNameError, cache_dir, all_finite
 
 # %% auto #0
 __all__ = ['POOLINGS', 'Captured', 'capture', 'pool', 'Activations', 'collect', 'collect_sets']
@@ -296,7 +296,7 @@ def collect(model, # a hooked model (`load_model` / `wrap_module`)
                 out = {}
                 for nm in names:
                     v = acts[nm].float().cpu()
-                    if not torch.isfinite(v.sum()) and not torch.isfinite(v).all():   # one reduction; the sum is finite unless a value is not (or it overflows)
+                    if not all_finite(v):
                         rows = (~torch.isfinite(v.reshape(len(v), -1))).any(1).nonzero()[:, 0] + s
                         raise GcavInputError(f"non-finite (NaN/inf) activations at hook {nm!r} for example(s) {rows.tolist()[:10]}")
                     out[nm] = v

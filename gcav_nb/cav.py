@@ -16,7 +16,7 @@ from jaxtyping import Float
 from safetensors import safe_open
 from safetensors.torch import save_file
 from scipy.linalg import get_lapack_funcs
-from .config import GcavInputError, UnknownNameError
+from .config import GcavInputError, UnknownNameError, all_finite
 
 # %% auto #0
 __all__ = ['CLASSIFIERS', 'split_indices', 'dual_logistic', 'ConceptVector', 'CAVSet', 'fit_cavs', 'fit_random_cavs',
@@ -55,6 +55,12 @@ def _spd_solve(S:Float[Tensor, "B n n"], rhs:Float[Tensor, "B n k"])->Float[Tens
         if info == 0: out[i] = potrs(c, bn[i], lower=0)[0]
         else: out[i] = np.linalg.lstsq(Sn[i].astype(np.float64), bn[i].astype(np.float64), rcond=None)[0]   # not SPD in float32
     return torch.from_numpy(out)
+
+def _newton_system(K:Float[Tensor, "B n n"], sw:Float[Tensor, "B n"], out:Tensor|None=None)->Float[Tensor, "B n n"]:
+    "S = I + diag(sw) K diag(sw), in K's dtype (written into `out` when given)."
+    S = torch.mul(K, sw[:, None, :], out=out); S.mul_(sw[:, :, None])
+    S.diagonal(dim1=1, dim2=2).add_(1)
+    return S
 
 def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training examples (padded rows/cols ignored)
                   y:Float[Tensor, "B n"], # labels in {-1, +1}
@@ -108,16 +114,12 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
         sw = w.sqrt(); swc = sw * C ** 0.5
         rhs = torch.stack([sw * Kr, sw], 2)
         narrow = ~wide
-        if bool(narrow.any()):
-            swh = swc.to(hd)
-            S = torch.mul(Kh, swh[:, None, :], out=Sbuf[:len(act)]); S.mul_(swh[:, :, None])
-            S.diagonal(dim1=1, dim2=2).add_(1)
+        if bool(narrow.any()): S = _newton_system(Kh, swc.to(hd), out=Sbuf[:len(act)])
         if not bool(wide.any()): z = _spd_solve(S, rhs.to(hd)).to(dt)
         else:
             z = torch.empty_like(rhs)
             if bool(narrow.any()): z[narrow] = _spd_solve(S[narrow], rhs[narrow].to(hd)).to(dt)
-            Sw = K[wide] * (swc[wide][:, None, :] * swc[wide][:, :, None]); Sw.diagonal(dim1=1, dim2=2).add_(1)
-            z[wide] = _spd_solve(Sw, rhs[wide])
+            z[wide] = _spd_solve(_newton_system(K[wide], swc[wide]), rhs[wide])
         sol = sw[..., None] * z                                       # [sw*S^-1(sw*Kr), sw*S^-1 sw]
         x1 = -r + C * sol[..., 0]; x2 = C * sol[..., 1]
         db = (-gb + C * sol[..., 0].sum(1)) / (C * sol[..., 1].sum(1)).clamp_min(1e-300)
@@ -330,8 +332,7 @@ def _check_sets(sets:Mapping[str, Mapping[str, Tensor]], layers)->list[str]:
             if not x.is_floating_point(): raise TypeError(f"set {name!r} layer {L!r}: expected floating point activations, got {x.dtype}")
             if x.ndim != 2: raise GcavInputError(f"set {name!r} layer {L!r}: expected [n, d], got shape {tuple(x.shape)} (use pooling, or flatten)")
             if len(x) < 2: raise GcavInputError(f"set {name!r} has {len(x)} example(s) at layer {L!r}; a CAV needs at least 2 per set (1 to train, 1 to test)")
-            # the sum is finite unless some entry is not (or it overflows): one reduction instead of an elementwise check
-            if not torch.isfinite(x.sum()) and not torch.isfinite(x).all(): raise GcavInputError(f"set {name!r} layer {L!r} has NaN/inf activations")
+            if not all_finite(x): raise GcavInputError(f"set {name!r} layer {L!r} has NaN/inf activations")
     for L in layers:
         d = {name: acts[L].shape[1] for name, acts in sets.items()}
         if len(set(d.values())) > 1: raise GcavInputError(f"layer {L!r}: sets have different widths {d}")
@@ -486,15 +487,15 @@ def fit_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hoo
              device:str|None=None, # where to fit (default: where the activations are)
             )->CAVSet: # [layer, concept, run = random set, d]
     "Concept-vs-random CAVs for every layer x concept x random set, fitted as one batched problem."
-    C_sets, R_sets = _concept_and_random_sets(concepts, randoms)
-    probs = [(c, r, ri) for c in C_sets for ri, r in enumerate(R_sets)]
+    C_sets, R_sets, probs = _concept_problems(concepts, randoms)
     layers, W, bias, acc, info = _fit_problems({**C_sets, **R_sets}, probs, layers, classifier, C, test_frac, seed, max_iter, device=device)
     return _pack_concepts(C_sets, R_sets, layers, W, bias, acc, info, classifier, C, seed, test_frac)
 
-def _concept_and_random_sets(concepts, randoms)->tuple[dict, dict]:
+def _concept_problems(concepts, randoms)->tuple[dict, dict, list]:
+    "The named concept and random sets, and the problems (concept, random set, split salt = the random set's index)."
     C_sets, R_sets = _as_sets(concepts, "concept"), _as_sets(randoms, "random")
     if clash := set(C_sets) & set(R_sets): raise GcavInputError(f"names used both as concept and random set: {sorted(clash)}")
-    return C_sets, R_sets
+    return C_sets, R_sets, [(c, r, ri) for c in C_sets for ri, r in enumerate(R_sets)]
 
 def _pack_concepts(C_sets, R_sets, layers, W, bias, acc, info, classifier, C, seed, test_frac)->CAVSet:
     "The concept-vs-random problems' fit as a CAVSet [layer, concept, run = random set, d]."
@@ -535,8 +536,7 @@ def fit_tcav_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name ->
                   classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0, max_iter:int=100,
                   device:str|None=None)->tuple[CAVSet, CAVSet]: # (`fit_cavs` result, `fit_random_cavs` result)
     "Concept-vs-random and random-vs-random CAVs fitted as one batched problem."
-    C_sets, R_sets = _concept_and_random_sets(concepts, randoms)
-    probs, pairs = [(c, r, ri) for c in C_sets for ri, r in enumerate(R_sets)], _random_pairs(R_sets)
+    C_sets, R_sets, probs = _concept_problems(concepts, randoms); pairs = _random_pairs(R_sets)
     layers, W, bias, acc, info = _fit_problems({**C_sets, **R_sets}, probs + pairs, layers, classifier, C, test_frac, seed, max_iter, device=device)
     k = len(probs)
     cavs = _pack_concepts(C_sets, R_sets, layers, {L: w[:k] for L, w in W.items()}, bias[:, :k], acc[:, :k], info, classifier, C, seed, test_frac)

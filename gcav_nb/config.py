@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SCALES', 'GcavInputError', 'UnknownNameError', 'get_scale', 'by_scale', 'cache_dir', 'seed_everything']
+__all__ = ['SCALES', 'GcavInputError', 'UnknownNameError', 'get_scale', 'by_scale', 'cache_dir', 'seed_everything', 'all_finite']
 
 # %% ../nbs/00_config.ipynb #8f379661
 SCALES = ("ci", "cpu", "gpu")
@@ -52,3 +52,8 @@ def seed_everything(seed:int)->torch.Generator:
     if not isinstance(seed, int) or isinstance(seed, bool): raise GcavInputError(f"seed must be an int, got {seed!r}")
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+# %% ../nbs/00_config.ipynb #b7bd0076
+def all_finite(x:torch.Tensor)->bool:
+    "True when no entry of `x` is NaN or inf (one sum; the elementwise check only when the sum is not finite)."
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())

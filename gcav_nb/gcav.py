@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 import matplotlib.pyplot as plt
 from .config import GcavInputError, seed_everything, get_scale
-from .tcav import sign_scores, _per_layer   # TGCAV is TCAV's sign count on the decoded CAVs
+from .tcav import sign_scores, correct_pvalues, _per_layer   # TGCAV is TCAV's sign count on the decoded CAVs
 
 # %% auto #0
 __all__ = ['GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm', 'FastDropout', 'LayerAutoencoders', 'AlignmentModel',
@@ -523,6 +523,7 @@ def cav_ttest(scores:Float[Tensor, "L C R"], # concept scores (TCAV or TGCAV) pe
               layers:list[str]|None=None, concepts:list[str]|None=None,
               alpha:float=0.05, # significance level
               correction:str="none", # 'none' (the code), 'bonferroni' or 'bh' across all concept x layer tests
+              accuracy:Tensor|None=None, # [L, C] CAV held-out accuracy: added as the last column
              )->pd.DataFrame:
     "Per (layer, concept): mean score, p-value of ttest_ind(random, concept), significance (and with sign)."
     if correction not in ("none", "bonferroni", "bh"): raise GcavInputError(f"correction={correction!r}; expected 'none', 'bonferroni' or 'bh'")
@@ -538,14 +539,11 @@ def cav_ttest(scores:Float[Tensor, "L C R"], # concept scores (TCAV or TGCAV) pe
                 p = stats.ttest_ind(rs, cs).pvalue if (np.ptp(np.r_[rs, cs]) > 0) else 1.0
             rows.append(dict(layer=layers[l], layer_idx=l, concept=concepts[c], score=cs.mean(), score_std=cs.std(),
                              random_mean=rs.mean(), p=float(1.0 if np.isnan(p) else p)))
-    df = pd.DataFrame(rows); m = len(df)
-    if correction == "bonferroni": df["p_adj"] = (df.p * m).clip(upper=1)
-    elif correction == "bh":
-        o = np.argsort(df.p.values); q = df.p.values[o] * m / np.arange(1, m + 1)
-        q = np.minimum.accumulate(q[::-1])[::-1]; adj = np.empty(m); adj[o] = np.minimum(q, 1); df["p_adj"] = adj
-    else: df["p_adj"] = df.p
+    df = pd.DataFrame(rows)
+    df["p_adj"] = correct_pvalues(df.p.values, correction)
     df["significant"] = df.p_adj <= alpha
     df["significant_pos"] = df.significant & (df.score > df.random_mean)
+    if accuracy is not None: df["accuracy"] = accuracy[df.layer_idx.values, [concepts.index(c) for c in df.concept]].double().numpy()
     return df
 
 # %% ../nbs/05_gcav.ipynb #33e30bba
@@ -657,8 +655,8 @@ class GCAVResult:
         out = []
         for meth, sc, rs, acc in (("TCAV", self.tcav, self.random_tcav, self.cav_accuracy), ("TGCAV", self.tgcav, self.random_tgcav, self.decoded_accuracy)):
             if sc is None: continue
-            df = cav_ttest(sc, rs, self.layers, self.concepts, self.alpha, self.correction)
-            df.insert(0, "method", meth); df["accuracy"] = [float(acc[r.layer_idx, self.concepts.index(r.concept)]) for r in df.itertuples()]
+            df = cav_ttest(sc, rs, self.layers, self.concepts, self.alpha, self.correction, accuracy=acc)
+            df.insert(0, "method", meth)
             out.append(df)
         return pd.concat(out, ignore_index=True)
 
@@ -686,8 +684,6 @@ class GCAVResult:
         fig = self.plot(); fig.savefig(out / "layer_scores.png", dpi=110); plt.close(fig)
         if self.gcav is not None: self.gcav.save(out / "gcav", meta=self.meta)
         return out
-
-
 
 def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
              inputs, # target inputs X_k: texts or an image tensor [n, C, H, W]

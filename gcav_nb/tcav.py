@@ -18,7 +18,7 @@ from jaxtyping import Float
 from scipy import stats
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .config import GcavInputError, UnknownNameError
+from .config import GcavInputError, UnknownNameError, all_finite
 from .models import tokenize, token_id, wrap_module
 from .activations import collect_sets, pool, _resolve as resolve_hooked
 from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_cavs
@@ -213,7 +213,7 @@ def gradients(model, # hooked model (Bridge / wrap_module) or any nn.Module (hoo
                 gs = torch.autograd.grad(v.sum(), [taps[h] for h in names], allow_unused=True)
             for h, g in zip(names, gs):
                 if g is None: raise GcavInputError(f"target {target.name!r} does not depend on hook {h!r} (no gradient reached it)")
-                if not torch.isfinite(g.sum()) and not torch.isfinite(g).all():   # one reduction; the sum is finite unless a value is not (or it overflows)
+                if not all_finite(g):
                     raise GcavInputError(f"gradient at hook {h!r} has NaN/inf values (batch starting at input {s})")
                 pb = pooling[rows] if isinstance(pooling, Tensor) else pooling
                 pg = _pool_grad(g.detach(), pb, mb, xb if text else None, bos)
@@ -259,7 +259,7 @@ def tcav_scores(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
         g, v = grads[l].float(), cd[l]
         if g.ndim != 2 or g.shape[0] == 0: raise GcavInputError(f"gradients for {l!r} must be [n>0, d], got {tuple(g.shape)}")
         if g.shape[-1] != v.shape[-1]: raise GcavInputError(f"layer {l!r}: gradient dim {g.shape[-1]} != CAV dim {v.shape[-1]}")
-        if _check and not torch.isfinite(g).all(): raise GcavInputError(f"gradients for {l!r} contain NaN/inf")
+        if _check and not all_finite(g): raise GcavInputError(f"gradients for {l!r} contain NaN/inf")
         gs.append(g); vs.append(v.to(g.device))
     return sign_scores(gs, vs, sign, magnitude)
 

@@ -279,10 +279,8 @@ def _tcav_tests(cacts:dict, racts:list, grads:dict, layers:list, correction:str=
     from gcav_nb.tcav import tcav_scores
     from gcav_nb.gcav import cav_ttest
     cavs, rr = fit_tcav_cavs(cacts, racts, layers=layers)
-    df = cav_ttest(tcav_scores(grads, cavs, layers=layers), tcav_scores(grads, rr, layers=layers)[:, 0], layers, list(cacts), alpha, correction)
-    acc = cavs.accuracy.mean(-1)
-    df["accuracy"] = [float(acc[r.layer_idx, list(cacts).index(r.concept)]) for r in df.itertuples()]
-    return df
+    return cav_ttest(tcav_scores(grads, cavs, layers=layers), tcav_scores(grads, rr, layers=layers)[:, 0], layers, list(cacts), alpha, correction,
+                     accuracy=cavs.accuracy.mean(-1))
 
 def compare_designs(model, # the hooked TexShapes CNN (in eval mode)
                     inputs:Float[Tensor, "n 3 H W"], # target images (c0 scenes)
