@@ -4,13 +4,15 @@
 
 # %% ../nbs/00_config.ipynb #2cc5e69e
 from __future__ import annotations
-import os, random
+import copy, os, random, shutil, tempfile, uuid
 from pathlib import Path
+from typing import Callable
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SCALES', 'GcavInputError', 'UnknownNameError', 'get_scale', 'by_scale', 'cache_dir', 'seed_everything', 'all_finite']
+__all__ = ['SCALES', 'GcavInputError', 'UnknownNameError', 'get_scale', 'by_scale', 'register_scales', 'scaled', 'scale_table',
+           'cache_dir', 'seed_everything', 'all_finite', 'atomic_write', 'atomic_folder']
 
 # %% ../nbs/00_config.ipynb #8f379661
 SCALES = ("ci", "cpu", "gpu")
@@ -36,14 +38,59 @@ def by_scale(ci, cpu, gpu=None, scale:str|None=None):
     s = get_scale(scale)
     return {"ci": ci, "cpu": cpu, "gpu": cpu if gpu is None else gpu}[s]
 
+# %% ../nbs/00_config.ipynb #aad29503
+_SCALE_TABLE: dict[str, dict[str, dict]] = {}  # name -> scale -> values
+
+def register_scales(name:str, # the table's name, e.g. "gcav" or "cli"
+                    ci:dict, # values at `ci` (seconds: what the test suite runs)
+                    cpu:dict, # values at `cpu` (minutes on 2 cores)
+                    gpu:dict|None=None, # values at `gpu` (the paper's sizes); None: the `cpu` values
+                   )->None:
+    "Register the per-scale values of `name` in the one scale table; the same values again are a no-op."
+    if not isinstance(name, str) or not name.strip(): raise GcavInputError(f"name must be a non-empty str, got {name!r}")
+    vals = dict(ci=ci, cpu=cpu, gpu=cpu if gpu is None else gpu)
+    for s, v in vals.items():
+        if not isinstance(v, dict): raise TypeError(f"{s}= must be a dict of values, got {type(v).__name__} {v!r}")
+        bad = [k for k in v if not isinstance(k, str)]
+        if bad: raise TypeError(f"{s}= keys must be str, got {bad}")
+    vals = copy.deepcopy(vals)
+    old = _SCALE_TABLE.get(name)
+    if old is not None and old != vals:
+        raise GcavInputError(f"scales {name!r} are already registered with other values: {old}; new: {vals}")
+    _SCALE_TABLE[name] = vals
+
+# %% ../nbs/00_config.ipynb #125e03ba
+def scaled(name:str, # a name given to `register_scales`
+           scale:str|None=None, # `ci`, `cpu` or `gpu`; None reads `GCAV_NB_SCALE`, else `cpu`
+          )->dict:
+    "A copy of the values registered as `name` at `scale`."
+    s = get_scale(scale)
+    if name not in _SCALE_TABLE:
+        raise UnknownNameError(f"no scales registered as {name!r}; registered: {sorted(_SCALE_TABLE)} "
+                               "(a module registers its table when it is imported)")
+    return copy.deepcopy(_SCALE_TABLE[name][s])
+
+# %% ../nbs/00_config.ipynb #688ec24e
+def scale_table()->"pd.DataFrame":
+    "Every registered scale table in one frame: a row per (name, key), a column per scale (NA where a scale lacks the key)."
+    import pandas as pd
+    rows = [dict(name=n, key=k, **{s: t[s].get(k, pd.NA) for s in SCALES})
+            for n, t in _SCALE_TABLE.items() for k in dict.fromkeys(k for s in SCALES for k in t[s])]
+    return pd.DataFrame(rows, columns=["name", "key", *SCALES]).set_index(["name", "key"])
+
 # %% ../nbs/00_config.ipynb #45904a7b
 def cache_dir(*parts:str, # sub-folders under the cache root
               create:bool=True, # make the folder if it is missing
              )->Path:
     "The gcav_nb cache folder (env `GCAV_NB_CACHE`, else `~/.cache/gcav_nb`), joined with `parts`."
     root = Path(os.environ.get("GCAV_NB_CACHE") or Path.home()/".cache"/"gcav_nb").expanduser()
+    fix = "point GCAV_NB_CACHE at a writable folder"
+    if root.exists() and not root.is_dir(): raise GcavInputError(f"the cache root {root} is a file, not a folder; {fix}")
     p = root.joinpath(*parts)
-    if create: p.mkdir(parents=True, exist_ok=True)
+    if create:
+        try: p.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise GcavInputError(f"cannot create the cache folder {p}: {e.strerror}; {fix}") from None
+        if not os.access(p, os.W_OK | os.X_OK): raise GcavInputError(f"the cache folder {p} is not writable; {fix}")
     return p
 
 # %% ../nbs/00_config.ipynb #eb2613dd
@@ -57,3 +104,83 @@ def seed_everything(seed:int)->torch.Generator:
 def all_finite(x:torch.Tensor)->bool:
     "True when no entry of `x` is NaN or inf (one sum; the elementwise check only when the sum is not finite)."
     return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+
+# %% ../nbs/00_config.ipynb #2bbb0c04
+def _umask()->int:
+    "The process's umask, read without changing it where /proc allows."
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"): return int(line.split()[1], 8)
+    except OSError: pass
+    m = os.umask(0); os.umask(m)
+    return m
+
+def _fsync(path:Path, folder:bool=False):
+    "Flush `path` (a file, or a folder's entries) to disk."
+    try: fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if folder else 0))
+    except OSError:
+        if folder: return   # folders cannot be opened for fsync on every platform
+        raise
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
+def _parent(path:Path)->Path:
+    "Create `path`'s folder if needed, with a clear error when that is impossible."
+    try: path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise GcavInputError(f"cannot create the folder {path.parent} for {path.name}: {e.strerror}") from None
+    return path.parent
+
+# %% ../nbs/00_config.ipynb #786baec6
+def atomic_write(path:str|Path, # the file to write (missing folders are created)
+                 write_fn:Callable[[Path], object], # writes the content to the temporary path it is given
+                )->Path:
+    "Write `path` atomically (temp file in the same folder, fsync, rename); its mode follows the umask."
+    path = Path(path)
+    if path.is_dir(): raise GcavInputError(f"{path} is a folder; atomic_write writes a file")
+    fd, tmp = tempfile.mkstemp(dir=_parent(path), prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd); tmp = Path(tmp)
+    try:
+        write_fn(tmp)
+        _fsync(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent, folder=True)
+    return path
+
+# %% ../nbs/00_config.ipynb #83a1f03b
+def _settle(folder:Path, umask:int):
+    "Give `folder`'s tree the umask's modes and flush every file."
+    os.chmod(folder, 0o777 & ~umask)
+    for root, dirs, files in os.walk(folder):
+        for d in dirs: os.chmod(Path(root)/d, 0o777 & ~umask)
+        for f in files:
+            p = Path(root)/f
+            if p.is_symlink(): continue
+            os.chmod(p, 0o666 & ~umask); _fsync(p)
+        _fsync(Path(root), folder=True)
+
+def atomic_folder(final:str|Path, # the folder to create or replace (missing parents are created)
+                  build_fn:Callable[[Path], object], # fills the temporary folder it is given
+                 )->Path:
+    "Build `final` atomically: `build_fn(tmp)` fills a temp sibling that is renamed into place; modes follow the umask."
+    final = Path(final)
+    if final.exists() and not final.is_dir(): raise GcavInputError(f"{final} exists and is not a folder")
+    tmp = Path(tempfile.mkdtemp(dir=_parent(final), prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        build_fn(tmp)
+        _settle(tmp, _umask())
+        old = final.parent/f".{final.name}.{uuid.uuid4().hex[:8]}.old"
+        if final.exists(): os.rename(final, old)
+        try: os.rename(tmp, final)
+        except BaseException:
+            if old.exists(): os.rename(old, final)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    _fsync(final.parent, folder=True)
+    return final
