@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #2cc5e69e
 from __future__ import annotations
-import copy, os, random, shutil, tempfile, uuid
+import ast, copy, dataclasses, inspect, io, os, random, shutil, tempfile, textwrap, tokenize, types, uuid
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 
 # %% auto #0
 __all__ = ['SCALES', 'GcavInputError', 'UnknownNameError', 'get_scale', 'by_scale', 'register_scales', 'scaled', 'scale_table',
-           'cache_dir', 'seed_everything', 'all_finite', 'atomic_write', 'atomic_folder']
+           'cache_dir', 'seed_everything', 'all_finite', 'atomic_write', 'atomic_folder', 'document_params']
 
 # %% ../nbs/00_config.ipynb #8f379661
 SCALES = ("ci", "cpu", "gpu")
@@ -184,3 +184,95 @@ def atomic_folder(final:str|Path, # the folder to create or replace (missing par
     shutil.rmtree(old, ignore_errors=True)
     _fsync(final.parent, folder=True)
     return final
+
+# %% ../nbs/00_config.ipynb #a9644b67
+def _comments(src:str)->dict[int, str]:
+    "Line number -> text of each comment in `src`."
+    toks = tokenize.generate_tokens(io.StringIO(src).readline)
+    return {t.start[0]: t.string[1:].strip() for t in toks if t.type == tokenize.COMMENT}
+
+def _arg_comments(node:ast.AST, comments:dict[int, str])->dict[str, str]:
+    "Parameter (and 'return') -> its comment, for one def (or a dataclass's fields), as docments reads them."
+    if isinstance(node, ast.ClassDef):
+        locs = {a.lineno: a.target.id for a in node.body if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)}
+    else:
+        a = node.args
+        locs = {x.lineno: x.arg for x in [*a.posonlyargs, *a.args, *filter(None, [a.vararg]), *a.kwonlyargs, *filter(None, [a.kwarg])]}
+        if node.returns is not None: locs[node.returns.lineno] = "return"
+    out = {}
+    for line, name in locs.items():
+        if line in comments: out[name] = comments[line]; continue
+        above = []
+        while line - 1 in comments and line - 1 not in locs: line -= 1; above.insert(0, comments[line])
+        if above: out[name] = " ".join(above)
+    return out
+
+def _param_docs(src:str)->dict[tuple, dict[str, str]]:
+    "('def', first line) or ('class', qualname) -> {parameter: comment}, for every def and class in `src`."
+    comments, out = _comments(src), {}
+    def walk(body, prefix):
+        for n in body:
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out[("def", min([n.lineno, *(d.lineno for d in n.decorator_list)]))] = _arg_comments(n, comments)
+            elif isinstance(n, ast.ClassDef):
+                out[("class", prefix + n.name)] = _arg_comments(n, comments)
+                walk(n.body, prefix + n.name + ".")
+    walk(ast.parse(textwrap.dedent(src)).body, "")
+    return out
+
+# %% ../nbs/00_config.ipynb #e21bc1fb
+def _short(x, n:int=60)->str:
+    "A readable, length-capped text for an annotation or a default."
+    s = x if isinstance(x, str) else getattr(x, "__name__", None) or repr(x)
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+def _args_section(sig:inspect.Signature, docs:dict[str, str])->str:
+    "The `Args:` and `Returns:` text of one signature, with the parameters' comments."
+    lines = []
+    for i, p in enumerate(sig.parameters.values()):
+        if i == 0 and p.name in ("self", "cls"): continue
+        head = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "") + p.name
+        if p.annotation is not p.empty: head += f": {_short(p.annotation)}"
+        if p.default is not p.empty: head += f" = {_short(repr(p.default))}"
+        lines.append(f"    {head}" + (f" — {docs[p.name]}" if docs.get(p.name) else ""))
+    parts = ["Args:\n" + "\n".join(lines)] if lines else []
+    ret, ann = docs.get("return"), sig.return_annotation
+    if ret or ann not in (sig.empty, None, "None"):
+        parts.append("Returns:\n    " + " — ".join(filter(None, [None if ann is sig.empty else _short(ann), ret])))
+    return "\n\n".join(parts)
+
+# %% ../nbs/00_config.ipynb #a21c449c
+def _documentable(ns:dict)->list[tuple]:
+    "(object, key into `_param_docs`) for the public functions, classes and methods that `ns`'s module defines."
+    mod = ns.get("__name__")
+    def ours(f): return inspect.isfunction(f) and f.__module__ == mod
+    def key(f): return ("def", f.__code__.co_firstlineno)
+    out = [(f, key(f)) for k, f in ns.items() if not k.startswith("_") and ours(f)]
+    classes = {id(v): v for v in ns.values() if inspect.isclass(v)}.values()
+    for c in classes:
+        if c.__module__ == mod and c.__name__ in ns and not c.__name__.startswith("_"):
+            init = vars(c).get("__init__")
+            out.append((c, key(init) if ours(init) and not dataclasses.is_dataclass(c) else ("class", c.__qualname__)))
+        out += [(m, key(m)) for k, m in vars(c).items() if not k.startswith("_") and ours(m)]  # @patch'ed ones too
+    return out
+
+def document_params(ns:dict|types.ModuleType, # a module, or a module's `globals()`
+                   )->int:
+    "Append the parameters' docments comments to `__doc__` of what `ns` defines; returns how many were changed."
+    ns = vars(ns) if isinstance(ns, types.ModuleType) else ns
+    file = ns.get("__file__")
+    docs = _param_docs(Path(file).read_text(encoding="utf-8")) if file and str(file).endswith(".py") else None
+    n = 0
+    for obj, key in _documentable(ns):
+        doc = obj.__doc__ or ""
+        if "\nArgs:\n" in doc or doc.startswith("Args:"): continue
+        try:
+            sig = inspect.signature(obj)
+            d = docs.get(key, {}) if docs is not None else next(iter(_param_docs(inspect.getsource(obj)).values()), {})
+        except (TypeError, ValueError, OSError, SyntaxError): continue
+        if not d: continue   # nothing to add to what the signature already shows
+        obj.__doc__ = f"{doc}\n\n{_args_section(sig, d)}" if doc else _args_section(sig, d); n += 1
+    return n
+
+# %% ../nbs/00_config.ipynb #27ee80b6
+document_params(globals());

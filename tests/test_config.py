@@ -79,3 +79,46 @@ def test_scales_registry_errors():
     with pytest.raises(GcavInputError, match="'big'"): scaled("_t", "big")
     with pytest.raises(TypeError, match="ci="): register_scales("_u", ci=None, cpu={})
     with pytest.raises(GcavInputError, match="name"): register_scales("", ci={}, cpu={})
+
+_MOD = '''
+from dataclasses import dataclass
+from fastcore.basics import patch
+def f(x:int, # the input
+      y=2, # how many
+     )->str: # the answer
+    "Do f."
+@dataclass
+class Cfg:
+    "A config."
+    lr:float=0.1 # step size
+class Box:
+    "A box."
+    def __init__(self, size:int, # its size
+                ): self.size = size
+@patch
+def grow(self:Box, by:int=1, # how much bigger
+        ):
+    "Grow the box."
+def _private(a, # hidden
+            ): "Private."
+'''
+
+def test_document_params_reaches_help(tmp_path, monkeypatch):
+    "Comments of functions, dataclass fields, __init__ and @patch'ed methods reach __doc__ and help(); twice = once."
+    import importlib, pydoc
+    from gcav_nb.config import document_params
+    (tmp_path/"_docmod.py").write_text(_MOD); monkeypatch.syspath_prepend(str(tmp_path))
+    m = importlib.import_module("_docmod")
+    assert document_params(m) == 4
+    assert "x: int — the input" in m.f.__doc__ and "y = 2 — how many" in m.f.__doc__ and "str — the answer" in m.f.__doc__
+    assert "lr: float = 0.1 — step size" in m.Cfg.__doc__ and "size: int — its size" in m.Box.__doc__
+    assert "by: int = 1 — how much bigger" in pydoc.render_doc(m.Box.grow, renderer=pydoc.plaintext)
+    assert m._private.__doc__ == "Private."
+    assert document_params(vars(m)) == 0 and m.f.__doc__.count("Args:") == 1
+
+def test_config_documents_itself():
+    "help() on a gcav_nb.config function shows its parameter comments."
+    import pydoc
+    from gcav_nb import config
+    h = pydoc.render_doc(config.cache_dir, renderer=pydoc.plaintext)
+    assert "sub-folders under the cache root" in h and "make the folder if it is missing" in h
