@@ -1,25 +1,42 @@
-"""gcav_nb.cli: argument errors fail before the model loads (exit 2, one clear line); a tiny end-to-end run writes the folder."""
-import subprocess, sys, time
+"""gcav_nb.cli: argument errors fail before the model loads (exit 2, one clear line); the installed command runs end to end,
+writes its folder (CAVs included), refuses to reuse a results folder without --overwrite, and resumes from the activation cache."""
+import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
-from gcav_nb.cli import main, run, validate_args, build_parser
+import gcav_nb.activations as activations
+import gcav_nb.tcav as tcav_mod
+from gcav_nb.cli import RUN_FILES, build_parser, main, run, validate_args
 from gcav_nb.config import GcavInputError, UnknownNameError
+
+GCAV_NB = Path(sys.executable).parent / "gcav_nb"          # the console script pip installed beside this python
+TINY = ["--model", "tiny-llama", "--scale", "ci", "--concepts", "praise,food", "--no-progress"]
+
 
 @pytest.mark.parametrize("args,msg", [
     (["--concepts", "praize"], "unknown concept"),
-    (["--layers", "4"], "at least 2 layers"),
+    (["--model", "tiny-llama", "--layers", "3"], "at least 2 layers"),
+    (["--model", "tiny-llama", "--layers", "99"], "layer 99 does not exist (model has 4 layers: 0..3)"),
+    (["--model", "tiny-llama", "--layers", "1,99"], "layer 99 does not exist (model has 4 layers: 0..3)"),
+    (["--layers", ""], "--layers '' names no layer"),
+    (["--layers", " , "], "names no layer"),
+    (["--foil", " positive"], "--foil ' positive' equals --target"),
+    (["--target", " yes", "--foil", " yes"], "equals --target"),
     (["--runs", "1"], "--runs must be >= 2"),
     (["--n-examples", "1"], "--n-examples"),
     (["--concept-file", "/nonexistent/c.txt"], "does not exist"),
+    (["--random-file", "/nonexistent/r.txt"], "--random-file '/nonexistent/r.txt' does not exist"),
+    (["--relative", "praise:cats"], "not among this run's concepts"),
+    (["--relative", "praise"], "expected 'concept:counter'"),
     (["--model", "no-such-model"], "unknown model"),
     (["--target", ""], "--target"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(args, msg, tmp_path, capsys):
-    "Bad arguments: exit code 2 and a message naming the problem, before any model is loaded."
+    "Bad arguments: exit code 2 and a message naming the problem, before any forward pass."
     t0 = time.perf_counter()
     assert main(["gcav", "--out", str(tmp_path / "o"), *args]) == 2
     assert msg in capsys.readouterr().err
-    assert time.perf_counter() - t0 < 20
+    assert time.perf_counter() - t0 < 30
+
 
 def test_concept_file_with_one_example_is_refused(tmp_path, capsys):
     "A concept file with a single line is refused (ConceptSet or our own check)."
@@ -27,28 +44,103 @@ def test_concept_file_with_one_example_is_refused(tmp_path, capsys):
     assert main(["gcav", "--out", str(tmp_path / "o"), "--concept-file", str(f)]) == 2
     assert "lonely" in capsys.readouterr().err
 
+
 def test_unwritable_out_is_refused(tmp_path, capsys):
     "An --out that cannot be created fails early."
     f = tmp_path / "file"; f.write_text("x")
     assert main(["gcav", "--out", str(f / "sub")]) == 2
     assert "--out" in capsys.readouterr().err
 
+
 def test_missing_out_is_an_argparse_error():
     "--out is required (argparse exits 2)."
     with pytest.raises(SystemExit) as e: build_parser().parse_args(["gcav"])
     assert e.value.code == 2
 
-def test_tiny_end_to_end_run_writes_the_results_folder(tmp_path):
-    "gcav on tiny-llama at ci scale writes the table, figures, GCAV checkpoint and summary; tcav writes no checkpoint."
-    r = run(["gcav", "--model", "tiny-llama", "--scale", "ci", "--concepts", "praise,food", "--out", str(tmp_path / "g"), "--no-progress"])
-    names = {p.name for p in (tmp_path / "g").iterdir()}
-    assert {"results.csv", "stability.csv", "scores.csv", "layer_scores.png", "summary.txt", "gcav"} <= names
-    assert (tmp_path / "g" / "gcav" / "gcav.safetensors").exists()
-    r2 = run(["tcav", "--model", "tiny-llama", "--scale", "ci", "--concepts", "praise,food", "--out", str(tmp_path / "t"), "--no-progress"])
-    assert not (tmp_path / "t" / "gcav").exists() and (tmp_path / "t" / "results.csv").exists()
-    assert set(r2["result"].tests().method) == {"TCAV"}
 
-def test_console_script_is_registered():
-    "settings.ini registers gcav_nb = gcav_nb.cli:main."
-    ini = (Path(__file__).resolve().parents[1] / "settings.ini").read_text()
-    assert "gcav_nb=gcav_nb.cli:main" in ini.replace(" ", "")
+def _args(tmp_path, *xs): return build_parser().parse_args(["gcav", "--out", str(tmp_path / "o"), "--scale", "ci", *xs])
+
+
+def test_concept_files_are_not_merged_with_the_bundled_concepts(tmp_path):
+    "With --concept-file only the file's concepts run (bundled ones only when named), every line of the file used."
+    f = tmp_path / "hot_days.txt"; f.write_text("\n".join(f"It was a hot day, number {i}." for i in range(23)))
+    s = validate_args(_args(tmp_path, "--concept-file", str(f), "--inputs-file", str(f)))
+    assert list(s["concepts"]) == ["hot_days"] and len(s["concepts"]["hot_days"]) == 23
+    assert s["set_size"] == 23                                     # random sets as large as the concept set
+    s = validate_args(_args(tmp_path, "--concept-file", str(f), "--concepts", "food", "--inputs-file", str(f)))
+    assert list(s["concepts"]) == ["food", "hot_days"] and len(s["concepts"]["food"]) == 8
+    s = validate_args(_args(tmp_path, "--concept-file", str(f), "--n-examples", "10"))
+    assert len(s["concepts"]["hot_days"]) == 10 and len(s["inputs"]) == 8     # held-out lines become the inputs
+
+
+def test_random_file_is_the_random_pool(tmp_path):
+    "--random-file replaces the bundled pool: every random text comes from the file."
+    pool = [f"a plain sentence about nothing in particular, {i}." for i in range(30)]
+    f = tmp_path / "pool.txt"; f.write_text("\n".join(pool))
+    s = validate_args(_args(tmp_path, "--random-file", str(f), "--templates", "none"))
+    _, rs, _ = s["sets"]
+    assert len(rs) == 3 and all(len(r) == 8 and set(r) <= set(pool) for r in rs)
+    f.write_text("\n".join(pool[:8]))                                # 8 texts: every random set is the same 8
+    with pytest.raises(GcavInputError, match="same examples"): validate_args(_args(tmp_path, "--random-file", str(f), "--templates", "none"))
+
+
+def test_installed_command_shows_every_default():
+    "The installed `gcav_nb` command runs; `--help` of each sub-command states every option's default."
+    p = subprocess.run([str(GCAV_NB), "--help"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "gcav" in p.stdout and "tcav" in p.stdout
+    for cmd in ("gcav", "tcav"):
+        h = subprocess.run([str(GCAV_NB), cmd, "--help"], capture_output=True, text=True, timeout=120).stdout
+        for want in ("(default: smollm2-135m)", "(default: ' positive')", "(default: all)", "ci 3, cpu 6, gpu 10", "(default: 0)"):
+            assert want in h, f"{cmd} --help lacks {want!r}"
+
+
+def test_command_writes_cavs_and_settings_without_numpy_warnings(tmp_path):
+    "A tiny `gcav_nb tcav` run (the installed command): no numpy warning in its output; cavs.safetensors loads; run.json has the settings."
+    from gcav_nb.cav import CAVSet
+    out = tmp_path / "t"
+    env = {**os.environ, "GCAV_NB_CACHE": str(tmp_path / "cache")}
+    p = subprocess.run([str(GCAV_NB), "tcav", *TINY, "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "not writable" not in p.stdout + p.stderr, p.stderr[-2000:]
+    assert {n for n in RUN_FILES if n != "gcav"} == {q.name for q in out.iterdir()}
+    cavs = CAVSet.load(out / "cavs.safetensors")
+    assert cavs.concepts == ["praise", "food"] and len(cavs.layers) == 4
+    st = json.loads((out / "run.json").read_text())["settings"]
+    assert (st["target"], st["foil"], st["templates"], st["seed"]) == ("logit(' positive')-logit(' negative')", " negative", "sentiment", 0)
+    assert isinstance(st["prepend_bos"], bool) and st["random_pool"] == "bundled"
+    for key in ("target: logit(' positive')-logit(' negative')", "templates: sentiment", "prepend_bos:", "seed 0"):
+        assert key in p.stdout, key
+
+
+def test_out_folder_is_refused_unless_overwrite_and_then_only_run_files_go(tmp_path, capsys):
+    "A non-empty --out is refused; --overwrite replaces the run's files (no stale gcav/ checkpoint) and keeps the user's."
+    out = tmp_path / "o"
+    r = run(["gcav", *TINY, "--out", str(out), "--cache", str(tmp_path / "c")])
+    assert (out / "gcav" / "gcav.safetensors").exists() and r["result"].gcav is not None
+    (out / "my_notes.txt").write_text("keep me")
+    assert main(["tcav", *TINY, "--out", str(out), "--cache", str(tmp_path / "c")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    r2 = run(["tcav", *TINY, "--out", str(out), "--cache", str(tmp_path / "c"), "--overwrite"])
+    assert not (out / "gcav").exists() and (out / "my_notes.txt").read_text() == "keep me"
+    assert set(r2["result"].tests().method) == {"TCAV"}
+    assert set(__import__("pandas").read_csv(out / "results.csv").method) == {"TCAV"}
+
+
+def test_interrupted_run_resumes_from_the_activation_cache(tmp_path, monkeypatch):
+    "Ctrl-C after the activations were collected: the rerun collects nothing again (no forward pass through `capture`)."
+    calls = []
+    real_capture, real_gradients = activations.capture, tcav_mod.gradients
+    def counting_capture(*a, **k): calls.append(1); return real_capture(*a, **k)
+    def interrupted(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(activations, "capture", counting_capture)
+    monkeypatch.setattr(tcav_mod, "gradients", interrupted)
+    argv = ["tcav", *TINY, "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "cache")]
+    with pytest.raises(KeyboardInterrupt): run(argv)
+    assert len(calls) >= 1 and any((tmp_path / "cache").rglob("*.safetensors"))
+    monkeypatch.setattr(tcav_mod, "gradients", real_gradients)
+    calls.clear()
+    r = run(argv)                                                     # the folder is still empty: no --overwrite needed
+    assert calls == [] and (tmp_path / "o" / "results.csv").exists()
+    calls.clear()
+    run(["tcav", *TINY, "--out", str(tmp_path / "o2"), "--no-cache"])
+    assert len(calls) >= 1                                            # without the cache it does collect
