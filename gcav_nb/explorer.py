@@ -13,13 +13,12 @@ from fastcore.basics import patch
 from .config import GcavInputError, UnknownNameError
 
 # %% auto #0
-__all__ = ['RESULTS_COLUMNS', 'METHODS', 'check_results', 'demo_results', 'results_from_tests', 'select_rows',
-           'plot_layer_curves', 'layer_report', 'stability_summary', 'Explorer']
+__all__ = ['RESULTS_COLUMNS', 'check_results', 'demo_results', 'results_from_tests', 'select_rows', 'plot_layer_curves',
+           'layer_report', 'stability_summary', 'Explorer']
 
 # %% ../nbs/07_explorer.ipynb #10cb230f
 RESULTS_COLUMNS = {'concept': 'object', 'target': 'object', 'layer': 'int', 'method': 'object', 'score': 'float',
                    'score_sd': 'float', 'p_value': 'float', 'significant': 'bool', 'cav_accuracy': 'float'}
-METHODS = ('TCAV', 'TGCAV')
 
 # %% ../nbs/07_explorer.ipynb #22afa0d4
 def check_results(df:pd.DataFrame, # the results table (schema above)
@@ -29,8 +28,8 @@ def check_results(df:pd.DataFrame, # the results table (schema above)
     missing = [c for c in RESULTS_COLUMNS if c not in df.columns]
     if missing: raise GcavInputError(f"results table lacks columns {missing}; expected {list(RESULTS_COLUMNS)} (+ optional model, hook)")
     if df.empty: raise GcavInputError("results table is empty")
-    bad = sorted(set(df['method']) - set(METHODS))
-    if bad: raise GcavInputError(f"unknown method(s) {bad} in results; expected {METHODS}")
+    if bad := sorted({repr(m) for m in df['method'] if not (isinstance(m, str) and m.strip())}):
+        raise GcavInputError(f"method names must be non-empty strings (TCAV, TGCAV, ...), got {bad}")
     out = df.copy()
     if 'model' not in out.columns: out.insert(0, 'model', 'model')
     out['layer'] = out['layer'].astype(int)
@@ -67,23 +66,28 @@ def demo_results(n_layers:int=12, # layers 0..n_layers-1
     return pd.DataFrame(rows)
 
 # %% ../nbs/07_explorer.ipynb #cb1f5dcf
-def results_from_tests(tests, # `GCAVResult`, its `.tests()` DataFrame, or a path to the CLI's results.csv
-                       model:str='model', # model name for the `model` column
-                       target:str='target', # target name for the `target` column
+_TEST_COLUMNS = {'score_sd': ('score_sd', 'score_std'), 'p_value': ('p_corrected', 'p_adj', 'p_value', 'p'),
+                 'cav_accuracy': ('cav_accuracy', 'accuracy')}  # explorer column <- the tests table's names, first found
+
+def results_from_tests(tests, # a `ConceptResult` (or `GCAVResult`), its `.tests()` DataFrame, or a path to the CLI's results.csv
+                       model:str|None=None, # the `model` column (None: the result's own model, else 'model')
+                       target:str|None=None, # the `target` column (None: the result's own target, else 'target')
                       )->pd.DataFrame:
-    "The explorer's results table from gcav_nb.gcav's per-layer tests table."
+    "The explorer's results table from the pipeline's per-layer tests table."
+    meta = getattr(tests, 'meta', None) or {}
+    model = model or meta.get('model') or 'model'
+    target = target or getattr(tests, 'target', None) or meta.get('target') or 'target'
     if hasattr(tests, 'tests'): tests = tests.tests()
     if not isinstance(tests, pd.DataFrame): tests = pd.read_csv(tests)
     need = ['method', 'layer', 'concept', 'score', 'significant']
-    missing = [c for c in need if c not in tests.columns]
-    if missing: raise GcavInputError(f"tests table lacks columns {missing}; expected GCAVResult.tests() columns {need} + p/p_adj, score_std, accuracy")
+    if missing := [c for c in need if c not in tests.columns]:
+        raise GcavInputError(f"tests table lacks columns {missing}; expected ConceptResult.tests() columns {need} + score_sd, p_corrected, cav_accuracy")
+    col = {k: next((c for c in names if c in tests.columns), None) for k, names in _TEST_COLUMNS.items()}
+    get = lambda k, fill: tests[col[k]].astype(float) if col[k] else pd.Series(fill, index=tests.index)
     idx = tests['layer_idx'] if 'layer_idx' in tests.columns else tests['layer']
-    out = pd.DataFrame(dict(model=model, concept=tests['concept'], target=target, layer=idx.astype(int),
-                            hook=tests['layer'].astype(str), method=tests['method'], score=tests['score'].astype(float),
-                            score_sd=tests.get('score_std', pd.Series(0.0, index=tests.index)).astype(float),
-                            p_value=tests['p_adj' if 'p_adj' in tests.columns else 'p'].astype(float),
-                            significant=tests['significant'].astype(bool),
-                            cav_accuracy=tests.get('accuracy', pd.Series(np.nan, index=tests.index)).astype(float)))
+    out = pd.DataFrame(dict(model=model, concept=tests['concept'], target=target, layer=idx.astype(int), hook=tests['layer'].astype(str),
+                            method=tests['method'], score=tests['score'].astype(float), score_sd=get('score_sd', 0.0),
+                            p_value=get('p_value', np.nan), significant=tests['significant'].astype(bool), cav_accuracy=get('cav_accuracy', np.nan)))
     return check_results(out)
 
 # %% ../nbs/07_explorer.ipynb #79f1da7b
@@ -104,7 +108,7 @@ def select_rows(df:pd.DataFrame, # a table that passed `check_results`
     return sel
 
 # %% ../nbs/07_explorer.ipynb #4bba6c85
-_COLORS = {'TCAV': '#1f77b4', 'TGCAV': '#d62728'}
+_COLORS = {'TCAV': '#1f77b4', 'TGCAV': '#d62728'}  # other methods take the next colours of matplotlib's cycle
 
 def plot_layer_curves(df:pd.DataFrame, # a results table (schema above)
                       model:str|None=None, concept:str|None=None, target:str|None=None, # None: the first in the table
@@ -115,8 +119,8 @@ def plot_layer_curves(df:pd.DataFrame, # a results table (schema above)
     model = model or df.model.iloc[0]; concept = concept or df.concept.iloc[0]; target = target or df.target.iloc[0]
     sel = select_rows(df, model, concept, target, layers)
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    for method, g in sel.groupby('method', sort=True):
-        g = g.sort_values('layer'); c = _COLORS.get(method, 'k')
+    for i, (method, g) in enumerate(sel.groupby('method', sort=True)):
+        g = g.sort_values('layer'); c = _COLORS.get(method, f'C{(i + 2) % 10}')
         ax.plot(g.layer, g.score, '-', color=c, label=method, lw=1.8)
         ax.fill_between(g.layer, (g.score - g.score_sd).clip(0, 1), (g.score + g.score_sd).clip(0, 1), color=c, alpha=0.15)
         sig = g[g.significant]; ns = g[~g.significant]
