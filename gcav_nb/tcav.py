@@ -4,9 +4,10 @@
 
 # %% ../nbs/04_tcav.ipynb #1e8e483b
 from __future__ import annotations
-import difflib, fnmatch, math, warnings
+import json, math, platform, warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
@@ -19,14 +20,15 @@ from scipy import stats
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .config import GcavInputError, UnknownNameError, all_finite
-from .models import tokenize, token_id, wrap_module
-from .activations import collect_sets, pool, _resolve as resolve_hooked
-from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_cavs
+from .models import tokenize, token_id, wrap_module, resolve_hooks
+from .activations import collect_sets, pool
+from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_cavs, split_indices
 
 # %% auto #0
-__all__ = ['TESTS', 'CORRECTIONS', 'Target', 'logit', 'logprob', 'logit_diff', 'class_logit', 'loss', 'as_target', 'gradients',
-           'tcav_scores', 'sign_scores', 'tcav_pvalues', 'correct_pvalues', 'stability_metrics', 'TCAVResult',
-           'TCAVReport', 'tcav_result', 'tcav']
+__all__ = ['TESTS', 'CORRECTIONS', 'COLLAPSE', 'Target', 'logit', 'logprob', 'logit_diff', 'class_logit', 'loss', 'as_target',
+           'gradients', 'tcav_scores', 'per_layer', 'sign_scores', 'tcav_pvalues', 'min_pvalue', 'correct_pvalues',
+           'stability_metrics', 'CAVMethod', 'null_cavs', 'run_cosine', 'heldout_accuracy', 'ConceptResult',
+           'ConceptReport', 'tcav_result', 'run_concepts', 'tcav']
 
 # %% ../nbs/04_tcav.ipynb #4e79ec1d
 @dataclass
@@ -39,7 +41,9 @@ class Target:
 
     def ids(self, model=None)->list[int]:
         "Resolve `tokens` to integer ids (strings through the model's tokenizer; must be single tokens)."
-        return [t if isinstance(t, (int, np.integer)) else _token_id(model, t) for t in self.tokens]
+        ids = [t if isinstance(t, (int, np.integer)) else _token_id(model, t) for t in self.tokens]
+        if len(set(ids)) < len(ids): raise GcavInputError(f"target {self.name!r} reads the same token twice (ids {ids}); a contrast needs two different tokens")
+        return ids
 
     def __call__(self, out:Tensor, ids:list[int]|None=None)->Tensor:
         "Evaluate the target on `out` [batch, n_out] -> [batch]."
@@ -73,6 +77,7 @@ def logit_diff(answer:str|int, # the token the concept should push up
                foil:str|int, # the contrasting token
               )->Target:
     "The contrast logit(answer) - logit(foil)."
+    if answer == foil: raise GcavInputError(f"logit_diff: the foil {foil!r} equals the answer; every score would be 0. Pick a contrasting token")
     return Target(f"logit({answer!r})-logit({foil!r})", lambda out, ids: out[:, ids[0]] - out[:, ids[1]], (answer, foil))
 
 def class_logit(k:int, # class index
@@ -98,24 +103,11 @@ def as_target(t, # a Target, a token text, a class index, or a callable out [bat
 # %% ../nbs/04_tcav.ipynb #054269f5
 def _is_hooked(model)->bool: return hasattr(model, "hook_dict") and hasattr(model, "hooks")
 
-def _resolve(model, hooks)->list[str]:
-    "Hook names in the model's order; unknown names raise with close matches."
-    if _is_hooked(model): return resolve_hooked(model, hooks)
-    if isinstance(hooks, str): hooks = [hooks]
-    if isinstance(model, nn.Module): known = [n for n, _ in model.named_modules() if n]
-    else: raise TypeError(f"model must be a torch nn.Module or a hooked model, got {type(model).__name__}")
-    if callable(hooks) and not isinstance(hooks, (list, tuple)): return [n for n in known if hooks(n)]
-    if not isinstance(hooks, (list, tuple)) or not hooks: raise GcavInputError(f"hooks must be a non-empty str, list of str or predicate, got {hooks!r}")
-    out = []
-    for h in hooks:
-        if not isinstance(h, str): raise TypeError(f"hook names must be str, got {h!r}")
-        hit = [n for n in known if fnmatch.fnmatchcase(n, h)] if any(c in h for c in "*?[") else [h] if h in known else []
-        if not hit:
-            close = difflib.get_close_matches(h, known, n=5)
-            raise UnknownNameError(f"unknown hook {h!r}; close matches: {close or known[:5]}")
-        out += [n for n in hit if n not in out]
-    order = {n: i for i, n in enumerate(known)}
-    return sorted(out, key=order.get)
+def _hooked(model):
+    "A hooked model as is; any other nn.Module wrapped (`wrap_module`) so its named submodules are hook points."
+    if _is_hooked(model): return model
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be a hooked model or an nn.Module, got {type(model).__name__}")
+    return wrap_module(model)
 
 @contextmanager
 def _zero_taps(model, names:list[str]):
@@ -128,15 +120,7 @@ def _zero_taps(model, names:list[str]):
             z = torch.zeros_like(act, requires_grad=True); taps[name] = z
             return act + z
         return fn
-    if _is_hooked(model):
-        with model.hooks(fwd_hooks=[(n, make(n)) for n in names]): yield taps
-        return
-    mods = dict(model.named_modules()); handles = []
-    try:
-        for n in names: handles.append(mods[n].register_forward_hook(lambda m, i, o, f=make(n): f(o)))
-        yield taps
-    finally:
-        for h in handles: h.remove()
+    with model.hooks(fwd_hooks=[(n, make(n)) for n in names]): yield taps
 
 def _last_index(mask:Tensor)->Tensor:
     "Index of the last real token per row of an attention mask [b, pos] -> [b]."
@@ -166,61 +150,63 @@ def _as_inputs(inputs):
     if bad: raise TypeError(f"inputs must all be str; item {bad[0]} is {type(ex[bad[0]]).__name__}")
     return list(ex)
 
+def _length_batches(mask:Tensor|None, n:int, batch_size:int)->list[Tensor]:
+    "Row indices per batch: texts sorted by length (little padding per batch), tensors in order."
+    order = torch.arange(n) if mask is None else torch.sort(mask.sum(1), stable=True).indices
+    return list(order.split(batch_size))
+
 # %% ../nbs/04_tcav.ipynb #a1f1fde1
 def gradients(model, # hooked model (Bridge / wrap_module) or any nn.Module (hooks = module names)
               inputs, # texts (list[str] / ConceptSet) or a tensor batch [n, ...]
               hooks, # hook names, a glob (`blocks.*.hook_resid_post`) or a predicate
               target, # a `Target`, a token str, a class int, or a callable out [batch, n_out] -> [batch]
               pooling="last", # texts: "last", "mean" or a bool mask [n, pos]
-              batch_size:int=32, # inputs per forward+backward
-              progress:bool=False, # show a progress bar
+              batch_size:int=32, # inputs per forward+backward (texts batched by length)
+              progress:bool=True, # show a progress bar
               return_values:bool=False, # also return the target values [n]
+              prepend_bos:bool|None=None, # texts: prepend BOS (None: what the model's tokenizer does, `tokenize`)
              )->dict[str, Float[Tensor, "n d"]]:
     "d target / d activation at every hook, ONE forward+backward per batch; float32 on CPU."
-    target = as_target(target)
-    names = _resolve(model, hooks)
+    target = as_target(target); model = _hooked(model)
+    names = resolve_hooks(model, hooks)
     x = _as_inputs(inputs)
-    if not isinstance(batch_size, int) or batch_size < 1: raise GcavInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1: raise GcavInputError(f"batch_size must be a positive int, got {batch_size!r}")
     text = isinstance(x, list)
-    if text: toks, mask = tokenize(model, x, padding_side="right")
-    else: toks, mask = x, None
     if isinstance(pooling, Tensor) and (not text or pooling.ndim != 2 or pooling.shape[0] != len(x)):
         raise GcavInputError(f"a pooling mask must be [n={len(x)}, pos] for text inputs, got {tuple(pooling.shape)}")
     if isinstance(pooling, str) and pooling not in ("last", "mean"): raise GcavInputError(f"pooling must be 'last', 'mean' or a mask [n, pos], got {pooling!r}")
-    bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
     ids = target.ids(model)  # token errors before any forward
-    live = sorted({type(m).__name__ for m in (model.modules() if isinstance(model, nn.Module) else ())
-                   if m.training and isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))})
+    if text: toks, mask = tokenize(model, x, padding_side="right", prepend_bos=prepend_bos)
+    else: toks, mask = x, None
+    bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
+    live = sorted({type(m).__name__ for m in model.modules() if m.training and isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))})
     if live: warnings.warn(f"gradients: {live} in training mode make the gradients depend on the batch (and update BatchNorm statistics); call model.eval() first")
-    dev = next((p.device for p in model.parameters()), torch.device("cpu")) if isinstance(model, nn.Module) else torch.device("cpu")
-    n = toks.shape[0]; res = {}; vals = []                       # hook -> [n, d], filled batch by batch
-    with _zero_taps(model, names) as taps:                       # hooks added once, for every batch
-        for s in tqdm(range(0, n, batch_size), disable=not progress, desc="gradients"):
-            rows = slice(s, min(s + batch_size, n))
-            xb = toks[rows].to(dev); mb = None if mask is None else mask[rows].to(dev)
+    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    n = toks.shape[0]; res = {}; vals = torch.empty(n)             # hook -> [n, d], filled batch by batch
+    with _zero_taps(model, names) as taps:                           # hooks added once, for every batch
+        for rows in tqdm(_length_batches(mask, n, batch_size), disable=not progress, desc="gradients"):
+            P = None if mask is None else int(mask[rows].sum(1).max())   # right padding: drop columns past the longest text
+            xb = (toks[rows] if mask is None else toks[rows, :P]).to(dev); mb = None if mask is None else mask[rows, :P].to(dev)
             taps.clear()
             with torch.enable_grad():
                 o = model(xb)
-                missing = [h for h in names if h not in taps]
-                if missing: raise GcavInputError(f"hooks did not fire in the forward pass: {missing}")
+                if missing := [h for h in names if h not in taps]: raise GcavInputError(f"hooks did not fire in the forward pass: {missing}")
                 if isinstance(o, (tuple, list)): o = o[0]
                 o = getattr(o, "logits", o)
-                if mb is not None:  # [b, pos, vocab] -> [b, vocab] at the last real token
-                    o = o[torch.arange(o.shape[0], device=o.device), _last_index(mb)]
+                if mb is not None: o = o[torch.arange(o.shape[0], device=o.device), _last_index(mb)]   # [b, pos, vocab] -> [b, vocab]
                 v = target(o, ids)
-                if not torch.isfinite(v).all(): raise GcavInputError(f"target {target.name!r} is NaN/inf for input(s) {(~torch.isfinite(v)).nonzero()[:, 0].add(s).tolist()}")
+                if not torch.isfinite(v).all(): raise GcavInputError(f"target {target.name!r} is NaN/inf for input(s) {rows[~torch.isfinite(v).cpu()].tolist()}")
                 if not v.requires_grad: raise GcavInputError(f"target {target.name!r} does not depend on the hooked activations (no gradient)")
                 gs = torch.autograd.grad(v.sum(), [taps[h] for h in names], allow_unused=True)
             for h, g in zip(names, gs):
                 if g is None: raise GcavInputError(f"target {target.name!r} does not depend on hook {h!r} (no gradient reached it)")
-                if not all_finite(g):
-                    raise GcavInputError(f"gradient at hook {h!r} has NaN/inf values (batch starting at input {s})")
-                pb = pooling[rows] if isinstance(pooling, Tensor) else pooling
+                if not all_finite(g): raise GcavInputError(f"gradient at hook {h!r} has NaN/inf values (inputs {rows[:5].tolist()}...)")
+                pb = pooling[rows, :P] if isinstance(pooling, Tensor) else pooling
                 pg = _pool_grad(g.detach(), pb, mb, xb if text else None, bos)
                 if h not in res: res[h] = torch.empty(n, pg.shape[1], dtype=torch.float32)
-                res[h][rows] = pg
-            vals.append(v.detach().float().cpu())
-    return (res, torch.cat(vals)) if return_values else res
+                res[h][rows] = pg.float().cpu()
+            vals[rows] = v.detach().float().cpu()
+    return (res, vals) if return_values else res
 
 # %% ../nbs/04_tcav.ipynb #1777f3b7
 def _cav_dict(cavs, layers:list[str]|None=None)->dict[str, Tensor]:
@@ -263,11 +249,15 @@ def tcav_scores(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
         gs.append(g); vs.append(v.to(g.device))
     return sign_scores(gs, vs, sign, magnitude)
 
-def _per_layer(x, what:str) -> list[Tensor]:
-    "A tensor [L, ...] or a list of per-layer tensors -> list of float32 tensors."
+def per_layer(x, # a Tensor [L, ...] or a list of per-layer Tensors
+              what:str="tensors", # its name in error messages
+             )->list[Tensor]:
+    "Per-layer tensors as a list of float32 tensors (layers may differ in width)."
     if isinstance(x, Tensor): return [t.float() for t in x.unbind(0)]
     if isinstance(x, (list, tuple)) and all(isinstance(t, Tensor) for t in x): return [t.detach().float() for t in x]
     raise TypeError(f"{what} must be a Tensor [layer, ...] or a list of per-layer Tensors, got {type(x).__name__}")
+
+_per_layer = per_layer   # the old private name, still imported by gcav.py until it imports `per_layer`
 
 def sign_scores(grads, # target gradients: Tensor [L, n, d] or list of [n, d_l]
                 cavs, # CAVs: Tensor [L, ..., d] or list over layers of [..., d_l] (e.g. [C, R, d_l] or [M, d_l])
@@ -275,7 +265,7 @@ def sign_scores(grads, # target gradients: Tensor [L, n, d] or list of [n, d_l]
                 magnitude:bool=False, # mean of sign * grad.v instead of the sign count
                )->Tensor:
     "The TCAV score of every CAV at its own layer, [L, ...] = mean_i(sign * grad_i . v > 0); one bmm per shape group."
-    grads = _per_layer(grads, "grads"); cavs = _per_layer(cavs, "cavs")
+    grads = per_layer(grads, "grads"); cavs = per_layer(cavs, "cavs")
     if len(grads) != len(cavs): raise GcavInputError(f"{len(grads)} layers of gradients but {len(cavs)} layers of CAVs")
     groups = {}                                          # layers with the same shapes are scored in one bmm
     for l, (g, c) in enumerate(zip(grads, cavs)):
@@ -292,51 +282,53 @@ def sign_scores(grads, # target gradients: Tensor [L, n, d] or list of [n, d_l]
 # %% ../nbs/04_tcav.ipynb #4b901888
 TESTS = ("ttest", "mannwhitney", "onesample", "pseudo")
 
-def _pseudo_p(s:np.ndarray, r:np.ndarray, pairs)->np.ndarray:
-    "Prediction-interval t-test of concept means [L, C] against pseudo-concept (random row) means."
-    pairs = np.asarray(pairs)
-    if pairs.ndim != 2 or pairs.shape != (r.shape[1], 2): raise GcavInputError(f"random_pairs must be [pair={r.shape[1]}, 2] (i, j) indices, got shape {pairs.shape}")
-    rows = np.unique(pairs[:, 0])
-    if rows.size < 3: raise GcavInputError(f"test 'pseudo' needs at least 3 random sets, got {rows.size}")
-    T = np.stack([r[:, pairs[:, 0] == k].mean(1) for k in rows], 1)      # [L, K]
-    K = T.shape[1]; tc = s.mean(-1)                                        # [L, C]
+def _pseudo_p(s:np.ndarray, T:np.ndarray)->np.ndarray:
+    "Prediction-interval t-test of concept means (s [L, C, R]) against the pseudo-concept means T [L, K]."
+    K = T.shape[1]
+    if K < 3: raise GcavInputError(f"test 'pseudo' needs at least 3 random sets (pseudo-concepts), got {K}")
+    tc = s.mean(-1)                                                        # [L, C]
     sd = T.std(1, ddof=1)[:, None] * math.sqrt(1 + 1 / K)
     diff = tc - T.mean(1)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"): t = diff / sd
     p = 2 * stats.t.sf(np.abs(t), K - 1)
     return np.where(sd == 0, np.where(np.isclose(diff, 0), 1.0, 0.0), p)
 
-def tcav_pvalues(scores:Float[Tensor, "layer concept run"], # concept-vs-random scores
-                 random_scores:Float[Tensor, "layer pair"]|None=None, # random-vs-random scores (not for onesample)
+def tcav_pvalues(scores:Float[Tensor, "layer concept run"], # concept scores
+                 null:Float[Tensor, "layer pseudo run2"]|None=None, # random-vs-random scores as pseudo-concepts (not for onesample)
                  test:str="ttest", # "ttest" (tensorflow/tcav), "mannwhitney", "onesample" (vs 0.5) or "pseudo"
-                 random_pairs=None, # [pair, 2] (i, j) indices of the random scores; needed by "pseudo"
                 )->np.ndarray: # p-values [layer, concept]
     "Two-sided p-value per layer and concept."
     if test not in TESTS: raise GcavInputError(f"unknown test {test!r}; expected one of {TESTS}")
-    s = np.asarray(torch.as_tensor(scores), dtype=np.float64)
+    s = np.array(torch.as_tensor(scores), dtype=np.float64)
     if s.ndim != 3: raise GcavInputError(f"scores must be [layer, concept, run], got shape {s.shape}")
     if s.shape[-1] < 2 and test != "pseudo": raise GcavInputError(f"need at least 2 runs per concept for a test, got {s.shape[-1]}")
-    if test == "onesample":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p = stats.ttest_1samp(s, 0.5, axis=-1).pvalue
-        same = np.isclose(s, 0.5).all(-1)
-        return np.where(np.isnan(p), np.where(same, 1.0, 0.0), p)
-    if random_scores is None: raise GcavInputError(f"test {test!r} needs random_scores [layer, pair]")
-    r = np.asarray(torch.as_tensor(random_scores), dtype=np.float64)
-    if r.ndim != 2 or r.shape[0] != s.shape[0]: raise GcavInputError(f"random_scores must be [layer={s.shape[0]}, pair], got shape {r.shape}")
-    if r.shape[-1] < 2: raise GcavInputError(f"need at least 2 random-vs-random scores per layer, got {r.shape[-1]}")
-    if test == "pseudo":
-        if random_pairs is None: raise GcavInputError("test 'pseudo' needs random_pairs, the (i, j) index of each random score")
-        return _pseudo_p(s, r, random_pairs)
-    rb = np.broadcast_to(r[:, None, :], (s.shape[0], s.shape[1], r.shape[1]))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)                   # constant samples: handled below
+        if test == "onesample":
+            p = stats.ttest_1samp(s, 0.5, axis=-1).pvalue
+            return np.where(np.isnan(p), np.where(np.isclose(s, 0.5).all(-1), 1.0, 0.0), p)
+        if null is None: raise GcavInputError(f"test {test!r} needs the null scores [layer, pseudo-concept, run]")
+        r = np.array(torch.as_tensor(null), dtype=np.float64)
+        if r.ndim != 3 or r.shape[0] != s.shape[0]: raise GcavInputError(f"null must be [layer={s.shape[0]}, pseudo-concept, run], got shape {r.shape}")
+        if test == "pseudo": return _pseudo_p(s, r.mean(-1))
+        r = r.reshape(r.shape[0], -1)
+        if r.shape[-1] < 2: raise GcavInputError(f"need at least 2 random-vs-random scores per layer, got {r.shape[-1]}")
+        rb = np.broadcast_to(r[:, None, :], (s.shape[0], s.shape[1], r.shape[1]))
         if test == "ttest": p = stats.ttest_ind(rb, s, axis=-1).pvalue
         else: p = stats.mannwhitneyu(rb, s, axis=-1, alternative="two-sided").pvalue
     same = np.isclose(rb.mean(-1), s.mean(-1)) & (np.ptp(rb, -1) == 0) & (np.ptp(s, -1) == 0)
     p = np.asarray(p, dtype=np.float64)
     return np.where(np.isnan(p), np.where(same, 1.0, 0.0), p)
+
+# %% ../nbs/04_tcav.ipynb #b287fe44
+def min_pvalue(null:Float[Tensor, "layer pseudo run2"]|None, # the null scores the test compares against
+               n_runs:int, # runs per concept
+               test:str="ttest", # see `tcav_pvalues`
+              )->np.ndarray: # [layer] the smallest p-value any concept can reach
+    "The p-value of the most extreme concept possible (all runs 0, or all runs 1) against this null, per layer."
+    L = 1 if null is None else null.shape[0]
+    ext = torch.stack([torch.zeros(L, n_runs), torch.ones(L, n_runs)], 1)   # [L, 2, R]
+    return tcav_pvalues(ext, null, test).min(1)
 
 # %% ../nbs/04_tcav.ipynb #45852204
 CORRECTIONS = ("bonferroni", "bh", "none")
@@ -372,194 +364,503 @@ def stability_metrics(scores, # per-layer scores [L] (array/tensor/list), or a d
     cv = std / mean if mean != 0 else float("nan"); rr = (s.max() - s.min()) / mean if mean != 0 else float("nan")
     return dict(Mean=float(mean), Std=float(std), CV=float(cv), RR=float(rr))
 
-# %% ../nbs/04_tcav.ipynb #63b1605c
+# %% ../nbs/04_tcav.ipynb #5056e3bc
+class CAVMethod:
+    "How per-layer CAVs become the CAVs that are scored; this base class is the identity (plain TCAV)."
+    name = "TCAV"
+    def fit(self, cavs:list[Tensor], # per layer [C, R, d_l]: concept-vs-random CAVs, unit norm
+            null:list[Tensor], # per layer [N, R', d_l]: random-vs-random CAVs as N pseudo-concepts
+            grads:list[Tensor], # per layer [n, d_l]: the target's gradients at the inputs
+            *, layers:list[str], concepts:list[str], seed:int=0, progress:bool=True)->"CAVMethod":
+        "Learn what the method needs from the CAVs and gradients (nothing for the identity); returns self."
+        return self
+    def transform(self, cavs:list[Tensor])->list[Tensor]:
+        "Per layer [X, R, d_l] -> the same shapes, unit norm (unchanged here)."
+        return list(cavs)
+    def diagnostics(self)->dict:
+        "The method's own checks (GCAV: run collapse, input sensitivity, ...); none for the identity."
+        return {}
+    def __repr__(self): return f"{type(self).__name__}(name={self.name!r})"
+
+# %% ../nbs/04_tcav.ipynb #9a9f55d3
+def null_cavs(random_cavs:CAVSet, # random-vs-random CAVs (`fit_random_cavs`, `fit_tcav_cavs`), ordered or not
+              names:list[str]|None=None, # the random sets in order (default: from the run labels "a~b")
+              layers:list[str]|None=None, # default: the CAVSet's layers
+             )->tuple[list[Tensor], list[str]]: # (per layer [N, N-1, d_l], the N random set names)
+    "The random-vs-random CAVs as N pseudo-concepts: random set i against each other set j, in name order."
+    if not isinstance(random_cavs, CAVSet): raise TypeError(f"random_cavs must be a CAVSet, got {type(random_cavs).__name__}")
+    runs = list(random_cavs.runs); pos = {r: k for k, r in enumerate(runs)}
+    names = list(dict.fromkeys(a for r in runs for a in r.split("~"))) if names is None else list(names)
+    if len(names) < 2: raise GcavInputError(f"a null needs at least 2 random sets, got {names}")
+    ix, sg = [], []
+    for a in names:
+        for b in names:
+            if a == b: continue
+            if f"{a}~{b}" in pos: ix.append(pos[f"{a}~{b}"]); sg.append(1.0)
+            elif f"{b}~{a}" in pos: ix.append(pos[f"{b}~{a}"]); sg.append(-1.0)
+            else: raise GcavInputError(f"random_cavs have no CAV for the pair ({a!r}, {b!r}); runs: {runs[:4]}...")
+    ix, sg, N = torch.tensor(ix), torch.tensor(sg)[:, None], len(names)
+    return [(random_cavs[l][0, ix] * sg).reshape(N, N - 1, -1) for l in (layers or random_cavs.layers)], names
+
+# %% ../nbs/04_tcav.ipynb #df2f7ce3
+COLLAPSE = 0.99
+
+def run_cosine(v:Float[Tensor, "X R d"], # CAVs of X concepts (or pseudo-concepts), R runs each
+              )->Float[Tensor, "X"]: # mean pairwise cosine between the runs (NaN when R < 2)
+    "How alike a concept's runs are: the mean cosine over all pairs of runs."
+    u = F.normalize(v.float(), dim=-1); R = u.shape[1]
+    if R < 2: return torch.full(u.shape[:1], float("nan"))
+    G = u @ u.mT                                                          # [X, R, R]
+    return (G.sum((1, 2)) - G.diagonal(dim1=1, dim2=2).sum(1)) / (R * (R - 1))
+
+# %% ../nbs/04_tcav.ipynb #c23ce16b
+def heldout_accuracy(vs:list[Tensor], # per layer [C, R, d_l]: directions in the layout of `cavs`
+                     cavs:CAVSet, # the per-layer CAVs they come from (their sets, splits, seed)
+                     acts:dict, # set name -> {hook: [n, d]}: the activations the CAVs were fitted on
+                     layers:list[str]|None=None, # default: the CAVSet's layers
+                    )->Float[Tensor, "layer concept run"]:
+    "Balanced accuracy of each direction on the held-out split of the problem its layer CAV was fitted on."
+    layers = layers or cavs.layers; m = cavs.meta; tf, seed = m.get("test_frac", 0.33), m.get("seed", 0)
+    negs = m.get("negatives", cavs.runs); rel = m.get("kind") == "relative"
+    out = torch.full((len(layers), len(cavs.concepts), len(cavs.runs)), float("nan"))
+    for ci, c in enumerate(cavs.concepts):
+        for ri in range(len(cavs.runs)):
+            p, q = c.split("~") if rel else (c, negs[ri])
+            if p not in acts or q not in acts: continue
+            n_p, n_q = len(acts[p][layers[0]]), len(acts[q][layers[0]]); k = min(n_p, n_q)
+            (ptr, pte), (qtr, qte) = split_indices(p, n_p, k, tf, seed, ri), split_indices(q, n_q, k, tf, seed, ri)
+            if not len(pte): continue
+            for li, l in enumerate(layers):
+                v = vs[li][ci, ri].float(); a, b = acts[p][l].float() @ v, acts[q][l].float() @ v   # projections [n]
+                t = (a[ptr].mean() + b[qtr].mean()) / 2
+                out[li, ci, ri] = ((a[pte] > t).float().mean() + (b[qte] <= t).float().mean()) / 2
+    return out
+
+# %% ../nbs/04_tcav.ipynb #b4e45f7a
 def _short(layer:str)->str:
     "A short label for a hook name: 'blocks.12.hook_resid_post' -> '12'."
     parts = [p for p in layer.split(".") if p.isdigit()]
     return parts[0] if len(parts) == 1 else layer
 
 @dataclass
-class TCAVResult:
-    "TCAV scores for layers x concepts x runs, their random baseline, and the tests on them."
+class ConceptResult:
+    "Scores of methods x layers x concepts x runs, each method's null (random pseudo-concepts, same method), tests."
     layers: list # hook names, in model order
     concepts: list # concept names
-    scores: Tensor # [layer, concept, run] concept-vs-random_r scores
-    random_scores: Tensor|None = None # [layer, pair] random-vs-random scores
-    random_pairs: list|None = None # (i, j) for each random score column
-    accuracy: Tensor|None = None # [layer, concept, run] held-out CAV accuracy
+    scores: dict # method -> [layer, concept, run] scores of the method's concept CAVs
+    null_scores: dict # method -> [layer, pseudo-concept, run] scores of the method's null CAVs
+    accuracy: dict = field(default_factory=dict) # method -> [layer, concept, run] held-out accuracy of the scored CAVs
+    run_cos: dict = field(default_factory=dict) # method -> [layer, concept] mean pairwise cosine of a concept's runs
+    null_cos: dict = field(default_factory=dict) # method -> [layer, pseudo-concept] the same for the null
+    runs: list|None = None # run names (the random set each run was fitted against, or the split)
+    null_names: list|None = None # random set names: pseudo-concept i = set i against each other set
     target: str = "" # the target's name
     test: str = "ttest" # see `tcav_pvalues`
     correction: str = "bonferroni" # see `correct_pvalues`
     alpha: float = 0.05 # significance level (p <= alpha, as tensorflow/tcav)
-    meta: dict = field(default_factory=dict) # provenance
-    cavs: CAVSet|None = field(default=None, repr=False) # the concept CAVs (reuse them with `tcav(..., cavs=)`)
-    random_cavs: CAVSet|None = field(default=None, repr=False) # the ordered random-vs-random CAVs
+    meta: dict = field(default_factory=dict) # provenance: model, hooks, seed, prepend_bos, versions, ...
+    diagnostics: dict = field(default_factory=dict) # method -> `CAVMethod.diagnostics()`
+    cavs: CAVSet|None = field(default=None, repr=False) # the per-layer concept CAVs (reuse: `tcav(..., cavs=)`)
+    random_cavs: CAVSet|None = field(default=None, repr=False) # the random-vs-random CAVs
+
+    @property
+    def methods(self)->list[str]: return list(self.scores)
 
     def __post_init__(self):
-        L, C = len(self.layers), len(self.concepts)
-        if self.scores.ndim != 3 or self.scores.shape[:2] != (L, C):
-            raise GcavInputError(f"scores must be [layer={L}, concept={C}, run], got {tuple(self.scores.shape)}")
-        self.p_values = tcav_pvalues(self.scores, self.random_scores, self.test, self.random_pairs)  # [L, C]
-        self.p_corrected = correct_pvalues(self.p_values, self.correction)
+        L, C = len(self.layers), len(self.concepts); self.correction = self.correction or "none"
+        if not self.scores: raise GcavInputError("a ConceptResult needs the scores of at least one method")
+        if self.test not in TESTS: raise GcavInputError(f"unknown test {self.test!r}; expected one of {TESTS}")
+        if self.correction not in CORRECTIONS: raise GcavInputError(f"unknown correction {self.correction!r}; expected one of {CORRECTIONS}")
+        if not 0 < self.alpha < 1: raise GcavInputError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        for m, s in self.scores.items():
+            n = self.null_scores.get(m)
+            if s.ndim != 3 or tuple(s.shape[:2]) != (L, C): raise GcavInputError(f"scores[{m!r}] must be [layer={L}, concept={C}, run], got {tuple(s.shape)}")
+            if n is None or n.ndim != 3 or n.shape[0] != L: raise GcavInputError(f"null_scores[{m!r}] must be [layer={L}, pseudo-concept, run], got {getattr(n, 'shape', None)}")
+        s0, n0 = next(iter(self.scores.values())), next(iter(self.null_scores.values()))
+        self.runs = list(self.runs or [f"run_{r}" for r in range(s0.shape[-1])])
+        self.null_names = list(self.null_names or [f"random_{i}" for i in range(n0.shape[1])])
+        self._p = {m: self._pvalues(m, self.scores[m], self.null_scores[m]) for m in self.methods}
+        self._warn_power()
 
-    def retest(self, test:str|None=None, correction:str|None=None, alpha:float|None=None)->"TCAVResult":
-        "The same scores under another test, correction or alpha."
-        from dataclasses import replace
-        return replace(self, test=test or self.test, correction=correction or self.correction, alpha=alpha or self.alpha)
+# %% ../nbs/04_tcav.ipynb #4fd6acd7
+@patch
+def _pvalues(self:ConceptResult, m:str, s:Tensor, n:Tensor)->tuple[np.ndarray, np.ndarray]:
+    "(p [layer, concept], reason [layer, concept]): NaN and a reason where the runs are not independent samples."
+    p = tcav_pvalues(s, n, self.test); why = np.full(p.shape, "", dtype=object)
+    def refuse(bad, text):
+        nonlocal p
+        bad = np.broadcast_to(np.asarray(bad), p.shape) & (why == ""); p = np.where(bad, np.nan, p); why[bad] = text
+    if (c := self.run_cos.get(m)) is not None: refuse(c[:, :s.shape[1]].numpy() > COLLAPSE, f"runs collapsed: mean cosine between runs > {COLLAPSE}")
+    if (c := self.null_cos.get(m)) is not None and self.test != "onesample":
+        refuse((c.nanmean(1) > COLLAPSE).numpy()[:, None], f"null collapsed: its runs have mean cosine > {COLLAPSE}")
+    return p, why
 
-    @property
-    def significant(self)->np.ndarray:
-        "[layer, concept] bool: corrected p <= alpha."
-        return self.p_corrected <= self.alpha
+@patch
+def _warn_power(self:ConceptResult):
+    "Warn when no concept at all could pass the corrected test at some layers (see `min_pvalue`)."
+    for m in self.methods:
+        p, _ = self._p[m]; k = max(1, int(np.isfinite(p).sum()))
+        need = self.alpha / k if self.correction == "bonferroni" else self.alpha
+        low = min_pvalue(self.null_scores[m], self.scores[m].shape[-1], self.test)
+        if (bad := int((low > need).sum())):
+            warnings.warn(f"{m}: with {self.scores[m].shape[-1]} runs per concept and {len(self.null_names)} random sets, the {self.test} test "
+                          f"cannot reach p <= {need:.2g} ({self.correction} over {k} tests) at {bad} of {len(self.layers)} layers, whatever "
+                          f"the concept (the smallest possible p there is {low[low > need].min():.2g}); use more random sets or fewer layers x concepts")
 
-    @property
-    def frame(self)->pd.DataFrame:
-        "Tidy table: one row per layer x concept."
-        s = self.scores.double(); rows = []
-        rnd = None if self.random_scores is None else self.random_scores.double()
+# %% ../nbs/04_tcav.ipynb #8e14d3eb
+@patch
+def tests(self:ConceptResult)->pd.DataFrame:
+    "One row per method x layer x concept: scores vs null, accuracy, run cosine, p raw/corrected, significance, reason."
+    rows, nan = [], float("nan")
+    for m in self.methods:
+        s, n = self.scores[m].double(), self.null_scores[m].double().flatten(1)     # [L, C, R], [L, N*R']
+        p, why = self._p[m]; pc = correct_pvalues(p, self.correction)
+        low = min_pvalue(self.null_scores[m], s.shape[-1], self.test)
+        acc, cos = self.accuracy.get(m), self.run_cos.get(m)
         for li, l in enumerate(self.layers):
+            nm, nsd = n[li].mean().item(), n[li].std(unbiased=False).item()
             for ci, c in enumerate(self.concepts):
-                m = s[li, ci].mean().item(); rm = None if rnd is None else rnd[li].mean().item()
-                rows.append(dict(layer=l, layer_idx=li, label=_short(l), concept=c, score=m,
-                    score_sd=s[li, ci].std(unbiased=False).item() if s.shape[-1] > 1 else 0.0, n_runs=s.shape[-1],
-                    random_mean=rm, random_sd=None if rnd is None else rnd[li].std(unbiased=False).item(),
-                    cav_accuracy=None if self.accuracy is None else self.accuracy[li, ci].double().mean().item(),
-                    p_value=self.p_values[li, ci], p_corrected=self.p_corrected[li, ci],
-                    significant=bool(self.significant[li, ci]),
-                    direction="+" if m > (0.5 if rm is None else rm) else "-"))
-        return pd.DataFrame(rows)
+                mu = s[li, ci].mean().item()
+                rows.append(dict(method=m, layer=l, layer_idx=li, label=_short(l), concept=c, score=mu,
+                                 score_sd=s[li, ci].std(unbiased=False).item(), n_runs=s.shape[-1], null_mean=nm, null_sd=nsd,
+                                 cav_accuracy=nan if acc is None else acc[li, ci].double().nanmean().item(),
+                                 run_cosine=nan if cos is None else cos[li, ci].item(), p_value=p[li, ci], p_corrected=pc[li, ci],
+                                 significant=bool(pc[li, ci] <= self.alpha), direction="+" if mu > nm else "-", p_min=low[li], reason=why[li, ci]))
+    df = pd.DataFrame(rows)
+    df.insert(df.columns.get_loc("direction") + 1, "significant_pos", df.significant & (df.direction == "+"))
+    return df
 
-    def runs_frame(self)->pd.DataFrame:
-        "Long table: one row per layer x concept x run."
-        L, C, R = self.scores.shape
-        idx = pd.MultiIndex.from_product([self.layers, self.concepts, range(R)], names=["layer", "concept", "run"])
-        df = pd.DataFrame({"score": self.scores.reshape(-1).double().numpy()}, index=idx)
-        if self.accuracy is not None: df["cav_accuracy"] = self.accuracy.reshape(-1).double().numpy()
-        return df.reset_index()
-
-# %% ../nbs/04_tcav.ipynb #89e81e51
-@dataclass
-class TCAVReport:
-    "Per-layer report (`per_layer`) and per-concept cross-layer stability (`stability`)."
-    per_layer: pd.DataFrame
-    stability: pd.DataFrame
-    def _repr_html_(self): return self.per_layer.to_html(float_format="%.3g") + "<br>" + self.stability.to_html(float_format="%.3g")
-    def __repr__(self): return f"{self.per_layer.to_string(float_format='%.3g')}\n\n{self.stability.to_string(float_format='%.3g')}"
-
-# %% ../nbs/04_tcav.ipynb #cb1969d8
 @patch
-def report(self:TCAVResult, decimals:int|None=2)->TCAVReport:
-    "CAV accuracy, score mean ± sd, p raw/corrected per layer; Mean/Std/CV/RR and significant layers per concept."
-    fr = self.frame
-    per = fr[["concept", "layer", "cav_accuracy", "score", "score_sd", "random_mean", "p_value", "p_corrected", "significant", "direction"]]
-    per = per.set_index(["concept", "layer"]).sort_index(level=0, sort_remaining=False)
-    st = stability_metrics({c: fr.loc[fr.concept == c, "score"].to_numpy() for c in self.concepts}, decimals)
-    sig = fr.groupby("concept", sort=False).significant.sum()
-    st["n_significant"] = sig.reindex(st.index).astype(int); st["n_layers"] = len(self.layers)
-    best = fr[fr.significant].assign(dev=lambda d: (d.score - 0.5).abs()).sort_values("dev").groupby("concept").tail(1).set_index("concept")
-    st["strongest_significant_layer"] = best.layer.reindex(st.index)
-    return TCAVReport(per, st)
+def retest(self:ConceptResult, test:str|None=None, correction:str|None=None, alpha:float|None=None)->ConceptResult:
+    "The same scores under another test, correction or alpha."
+    return replace(self, test=test or self.test, correction=correction or self.correction, alpha=alpha or self.alpha)
 
-# %% ../nbs/04_tcav.ipynb #d77f430b
+# %% ../nbs/04_tcav.ipynb #ff983c5e
 @patch
-def plot(self:TCAVResult, concepts:list|None=None, ax=None, title:str|None=None):
-    "Layer-wise TCAV scores with significance marks; returns the Figure."
-    import matplotlib.pyplot as plt, seaborn as sns
-    fr = self.frame; concepts = concepts or list(self.concepts)
-    fig, ax = (plt.subplots(figsize=(max(5, 0.28 * len(self.layers) + 3), 3.4)) if ax is None else (ax.figure, ax))
-    x = np.arange(len(self.layers))
-    if self.random_scores is not None:
-        rm = self.random_scores.double().mean(1).numpy(); rsd = self.random_scores.double().std(1, unbiased=False).numpy()
-        ax.fill_between(x, rm - rsd, rm + rsd, color="0.85", label="random vs random (mean ± sd)")
-    ax.axhline(0.5, ls="--", c="0.5", lw=0.8)
-    pal = sns.color_palette("tab10", len(concepts))
-    for c, col in zip(concepts, pal):
-        d = fr[fr.concept == c].sort_values("layer_idx")
-        ax.errorbar(d.layer_idx, d.score, yerr=d.score_sd, color=col, lw=1.2, capsize=2, label=c)
-        sig = d.significant.to_numpy()
-        ax.scatter(d.layer_idx[sig], d.score[sig], color=col, s=28, zorder=3)
-        ax.scatter(d.layer_idx[~sig], d.score[~sig], facecolors="white", edgecolors=col, s=28, zorder=3)
-    ax.set_xticks(x); ax.set_xticklabels([_short(l) for l in self.layers], fontsize=7)
-    ax.set_xlabel("layer"); ax.set_ylabel("TCAV score"); ax.set_ylim(-0.03, 1.03)
-    ax.set_title(title or f"{self.target}  ({self.test}, {self.correction}; filled = p_corr ≤ {self.alpha})", fontsize=9)
-    ax.legend(fontsize=7, loc="best"); fig.tight_layout()
-    return fig
+def frame(self:ConceptResult, null:bool=False)->pd.DataFrame:
+    "The tidy scores: one row per method x layer x concept x run (`null=True`: with the null's pseudo-concepts)."
+    parts = []
+    for m in self.methods:
+        blocks = [("concept", self.concepts, lambda i, r: self.runs[r], self.scores[m], self.accuracy.get(m))]
+        if null: blocks.append(("null", self.null_names, lambda i, r: self.null_names[r + (r >= i)], self.null_scores[m], None))
+        for kind, names, run_name, s, acc in blocks:
+            Lx, X, R = s.shape
+            li, xi, ri = np.meshgrid(np.arange(Lx), np.arange(X), np.arange(R), indexing="ij")
+            li, xi, ri = li.ravel(), xi.ravel(), ri.ravel()
+            parts.append(pd.DataFrame(dict(method=m, kind=kind, layer=np.asarray(self.layers, dtype=object)[li], layer_idx=li,
+                concept=np.asarray(names, dtype=object)[xi], run=[run_name(i, r) for i, r in zip(xi, ri)], run_idx=ri,
+                score=s.reshape(-1).double().numpy(), cav_accuracy=np.nan if acc is None else acc.reshape(-1).double().numpy())))
+    return pd.concat(parts, ignore_index=True)
 
-# %% ../nbs/04_tcav.ipynb #9f770029
+# %% ../nbs/04_tcav.ipynb #d7b60e64
 @patch
-def settling(self:TCAVResult, ns:Sequence[int]|None=None)->pd.DataFrame:
-    "Score mean and p-values per layer x concept using the first n random runs, for each n in `ns`."
-    if self.random_pairs is None and self.test != "onesample": raise GcavInputError("settling needs random_pairs (the (i, j) index of each random score)")
-    R = self.scores.shape[-1]; ns = list(ns) if ns is not None else list(range(3 if self.test == "pseudo" else 2, R + 1))
-    pairs = None if self.random_pairs is None else np.asarray(self.random_pairs)
+def stability(self:ConceptResult, decimals:int|None=2)->pd.DataFrame:
+    "Mean/Std/CV/RR of the per-layer scores per method x concept, with the significant layers."
     rows = []
-    for n in ns:
-        if not 2 <= n <= R: raise GcavInputError(f"n={n} outside 2..{R} random runs")
-        rs = rp = None
-        if pairs is not None:
-            keep = (pairs[:, 0] < n) & (pairs[:, 1] < n); rs = self.random_scores[:, keep]; rp = pairs[keep]
-        p = tcav_pvalues(self.scores[..., :n], rs, self.test, rp); pc = correct_pvalues(p, self.correction)
-        m = self.scores[..., :n].double().mean(-1)
-        for li, l in enumerate(self.layers):
-            for ci, c in enumerate(self.concepts):
-                rows.append(dict(n_random=n, layer=l, layer_idx=li, concept=c, score=m[li, ci].item(),
-                                 p_value=p[li, ci], p_corrected=pc[li, ci], significant=bool(pc[li, ci] <= self.alpha)))
+    for (m, c), d in self.tests().groupby(["method", "concept"], sort=False):
+        sig = d[d.significant]
+        best = sig.layer[(sig.score - sig.null_mean).abs().idxmax()] if len(sig) else None
+        rows.append(dict(method=m, concept=c, **stability_metrics(d.sort_values("layer_idx").score.to_numpy(), decimals),
+                         n_significant=int(d.significant.sum()), n_significant_pos=int(d.significant_pos.sum()),
+                         n_layers=len(d), strongest_significant_layer=best))
     return pd.DataFrame(rows)
 
+# %% ../nbs/04_tcav.ipynb #c9bc6d9a
+@dataclass
+class ConceptReport:
+    "A `ConceptResult`'s per-layer table and stability table, each with a title and an explanation, and warnings."
+    per_layer: pd.DataFrame
+    stability: pd.DataFrame
+    notes: list # warnings to read before the tables
+    explain: tuple = ()
+    def _parts(self):
+        return [("Per layer: is the concept significant here?", self.explain[0], self.per_layer),
+                ("Across layers: how stable is the score? (GCAV's figures)", self.explain[1], self.stability)]
+    def __repr__(self):
+        out = [f"WARNING: {n}" for n in self.notes]
+        for title, text, df in self._parts(): out += ["", title, text, df.to_string(float_format=lambda v: f"{v:.3g}")]
+        return "\n".join(out)
+    def _repr_html_(self):
+        out = "".join(f"<p><b>Warning:</b> {n}</p>" for n in self.notes)
+        for title, text, df in self._parts(): out += f"<h4>{title}</h4><p>{text}</p>" + df.to_html(float_format="%.3g")
+        return out
+
+# %% ../nbs/04_tcav.ipynb #6016df9c
 @patch
-def plot_settling(self:TCAVResult, ns=None):
+def report(self:ConceptResult, decimals:int|None=2)->ConceptReport:
+    "The per-layer tests and the cross-layer stability, titled and explained, with warnings on top."
+    t = self.tests(); notes = []
+    t["warning"] = np.where(t.cav_accuracy < 0.5, "CAV accuracy below chance", "")
+    if len(low := t[t.cav_accuracy < 0.5]):
+        notes.append(f"held-out CAV accuracy below chance (0.5) at {len(low)} method x layer x concept rows, e.g. "
+                     f"{low.iloc[0].method} {low.iloc[0].concept} at {low.iloc[0].layer} ({low.iloc[0].cav_accuracy:.2f}): its scores say nothing there")
+    if (k := int((t.reason != "").sum())): notes.append(f"{k} p-value(s) refused (NaN): {sorted(set(t.reason[t.reason != '']))}")
+    need = t.p_min > (self.alpha / max(1, int(t.p_value.notna().sum() / len(self.methods))) if self.correction == "bonferroni" else self.alpha)
+    if need.any(): notes.append(f"at {int(need.sum())} rows no concept could be significant (p_min above the corrected alpha): too few random sets")
+    per = t[["method", "concept", "layer", "cav_accuracy", "score", "score_sd", "null_mean", "p_value", "p_corrected",
+             "significant", "direction", "run_cosine", "reason", "warning"]].set_index(["method", "concept", "layer"])
+    explain = (f"One row per method, concept and layer. cav_accuracy: held-out accuracy of the scored CAVs (0.5 = chance). "
+               f"score: mean over {len(self.runs)} runs (sd beside it); null_mean: random pseudo-concepts through the same method. "
+               f"p_value: {self.test} test of the runs against the null; p_corrected: {self.correction} over each method's "
+               f"layer x concept tests; significant: p_corrected <= {self.alpha}; direction: above (+) or below (-) the null.",
+               "One row per method and concept, from the per-layer mean scores" + (f" rounded to {decimals} decimals" if decimals is not None else "")
+               + ": Mean, Std (ddof 0), CV = Std/Mean, RR = (max - min)/Mean; lower Std/CV/RR = a steadier score across layers. "
+               "n_significant(_pos): layers significant (and above the null) of n_layers.")
+    return ConceptReport(per.sort_index(level=[0, 1], sort_remaining=False), self.stability(decimals), notes, explain)
+
+# %% ../nbs/04_tcav.ipynb #79206554
+@patch
+def _draw(self:ConceptResult, ax, t:pd.DataFrame, concepts:list, methods:list):
+    "Curves, null bands and significance markers of `concepts` x `methods` on one axes."
+    cols = [f"C{i}" for i in range(10)]; x = np.arange(len(self.layers)); by_concept = len(concepts) > 1 or len(methods) == 1
+    for mi, m in enumerate(methods):
+        n = self.null_scores[m].double().flatten(1); mu, sd = n.mean(1).numpy(), n.std(1, unbiased=False).numpy()
+        band = "0.8" if len(methods) == 1 else cols[mi % len(cols)]
+        ax.fill_between(x, mu - sd, mu + sd, color=band, alpha=1 if len(methods) == 1 else 0.15, lw=0, label=f"{m} null: random vs random (mean ± sd)")
+        for ci, c in enumerate(concepts):
+            d = t[(t.method == m) & (t.concept == c)].sort_values("layer_idx"); col = cols[(ci if by_concept else mi) % len(cols)]
+            ax.errorbar(d.layer_idx, d.score, yerr=d.score_sd, color=col, lw=1.2, capsize=2, ls=["-", "--", ":", "-."][mi % 4],
+                        label=" ".join(([c] if len(concepts) > 1 else []) + ([m] if len(methods) > 1 else [])) or c)
+            s = d.significant.to_numpy()
+            ax.scatter(d.layer_idx[s], d.score[s], color=col, s=28, zorder=3, gid="significant")
+            ax.scatter(d.layer_idx[~s], d.score[~s], facecolors="white", edgecolors=col, s=28, zorder=3, gid="not significant")
+    ax.axhline(0.5, ls="--", c="0.5", lw=0.8)
+    ax.set_xticks(x); ax.set_xticklabels([_short(l) for l in self.layers], fontsize=7)
+    ax.set_xlabel("layer"); ax.set_ylabel("score"); ax.set_ylim(-0.03, 1.03)
+
+# %% ../nbs/04_tcav.ipynb #62e7f02a
+@patch
+def plot(self:ConceptResult, concepts:list|None=None, methods:list|None=None, ax=None, title:str|None=None, ncols:int=2):
+    "Layer curves per concept and method with the null band; filled markers = significant. Returns the Figure."
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    t = self.tests(); concepts = list(concepts or self.concepts); methods = list(methods or self.methods)
+    panels = [concepts] if ax is not None or len(methods) == 1 else [[c] for c in concepts]
+    w = max(5, 0.28 * len(self.layers) + 3)
+    if ax is None:
+        nc = min(ncols, len(panels)); nr = math.ceil(len(panels) / nc)
+        fig, axs = plt.subplots(nr, nc, figsize=(w * nc, 3.4 * nr), squeeze=False); axs = list(axs.flat)
+    else: fig, axs = ax.figure, [ax]
+    for a, cs in zip(axs, panels):
+        self._draw(a, t, cs, methods)
+        if len(panels) > 1: a.set_title(cs[0], fontsize=9)
+        keys = [Line2D([], [], marker="o", ls="", color="0.3", label=f"filled: significant ({self.test}, {self.correction}, p ≤ {self.alpha})"),
+                Line2D([], [], marker="o", ls="", mfc="white", color="0.3", label="hollow: not significant")]
+        a.legend(handles=a.get_legend_handles_labels()[0] + keys, fontsize=6, loc="best")
+    for a in axs[len(panels):]: a.axis("off")
+    fig.suptitle(title or f"{self.target}: score per layer", fontsize=9); fig.tight_layout()
+    return fig
+
+# %% ../nbs/04_tcav.ipynb #740bc73e
+@patch
+def settling(self:ConceptResult, ns:Sequence[int]|None=None, # numbers of random sets to use (default: all from the smallest)
+             method:str|None=None, # default: the first method
+            )->pd.DataFrame:
+    "Score mean and p-values per layer x concept using only the first n random sets, for each n in `ns`."
+    m = method or self.methods[0]
+    if m not in self.scores: raise UnknownNameError(f"unknown method {m!r}; this result has {self.methods}")
+    s, nl = self.scores[m], self.null_scores[m]; top = min(s.shape[-1], nl.shape[1]); lo = 3 if self.test == "pseudo" else 2
+    ns = list(ns) if ns is not None else list(range(lo, top + 1)); rows = []
+    for n in ns:
+        if not lo <= n <= top: raise GcavInputError(f"n={n} outside {lo}..{top} random sets")
+        sub = replace(self, scores={m: s[..., :n]}, null_scores={m: nl[:, :n, :n - 1]}, accuracy={},   # set i < n vs sets j < n: its first n-1 runs
+                      run_cos={k: v for k, v in self.run_cos.items() if k == m}, null_cos={}, runs=self.runs[:n], null_names=self.null_names[:n])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore"); d = sub.tests()
+        rows.append(d.assign(n_random=n))
+    return pd.concat(rows, ignore_index=True)[["n_random", "layer", "layer_idx", "concept", "score", "p_value", "p_corrected", "significant"]]
+
+@patch
+def plot_settling(self:ConceptResult, ns=None, method:str|None=None):
     "Number of significant layers per concept as random runs are added; returns the Figure."
     import matplotlib.pyplot as plt, seaborn as sns
-    d = self.settling(ns).groupby(["n_random", "concept"], sort=False).significant.sum().reset_index()
+    d = self.settling(ns, method).groupby(["n_random", "concept"], sort=False).significant.sum().reset_index()
     fig, ax = plt.subplots(figsize=(4.5, 3))
     sns.lineplot(data=d, x="n_random", y="significant", hue="concept", marker="o", ax=ax)
     ax.set_ylabel(f"significant layers (of {len(self.layers)})"); ax.set_xlabel("random runs used"); fig.tight_layout()
     return fig
 
-# %% ../nbs/04_tcav.ipynb #1bf9a63b
-def _pair_index(runs:list[str], names:list[str])->list[tuple[int, int]]:
-    "'a~b' run labels of random-vs-random CAVs -> (i, j) indices into the random set names."
-    pos = {n: i for i, n in enumerate(names)}
-    return [tuple(pos[x] for x in r.split("~")) for r in runs]
+# %% ../nbs/04_tcav.ipynb #cfe1d440
+def _plain(x):
+    "Tensors and numpy values as JSON-able Python values."
+    if isinstance(x, dict): return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_plain(v) for v in x]
+    if hasattr(x, "tolist"): return x.tolist()
+    return x if isinstance(x, (str, int, float, bool, type(None))) else str(x)
 
+@patch
+def save(self:ConceptResult, folder:str|Path)->Path:
+    "Write scores.csv, tests.csv, stability.csv, run.json and the CAVs (safetensors) into `folder`."
+    out = Path(folder); out.mkdir(parents=True, exist_ok=True)
+    self.frame(null=True).to_csv(out / "scores.csv", index=False)
+    self.tests().to_csv(out / "tests.csv", index=False); self.stability().to_csv(out / "stability.csv", index=False)
+    info = dict(format="gcav_nb.ConceptResult/1", layers=self.layers, concepts=self.concepts, methods=self.methods, runs=self.runs,
+                null_names=self.null_names, target=self.target, test=self.test, correction=self.correction, alpha=self.alpha,
+                meta=self.meta, diagnostics=self.diagnostics, run_cos=self.run_cos, null_cos=self.null_cos)
+    (out / "run.json").write_text(json.dumps(_plain(info), indent=1))
+    for nm, cs in (("cavs", self.cavs), ("random_cavs", self.random_cavs)):
+        if cs is not None: cs.save(out / f"{nm}.safetensors")
+    return out
+
+# %% ../nbs/04_tcav.ipynb #2ae1e3a0
+@patch(cls_method=True)
+def load(cls:ConceptResult, folder:str|Path)->ConceptResult:
+    "Read a folder written by `ConceptResult.save`."
+    folder = Path(folder)
+    if not (folder / "run.json").is_file(): raise GcavInputError(f"{folder} has no run.json: not a saved ConceptResult")
+    info = json.loads((folder / "run.json").read_text())
+    if info.get("format") != "gcav_nb.ConceptResult/1": raise GcavInputError(f"{folder}/run.json is not a gcav_nb.ConceptResult/1 file")
+    fr = pd.read_csv(folder / "scores.csv", keep_default_na=False, na_values=[""])
+    L, C, N = len(info["layers"]), len(info["concepts"]), len(info["null_names"])
+    def arr(d, X, col): return torch.tensor(d[col].to_numpy(np.float64).reshape(L, X, -1), dtype=torch.float32)
+    scores, null, acc = {}, {}, {}
+    for m in info["methods"]:
+        d = fr[fr.method == m]; c, n = d[d.kind == "concept"], d[d.kind == "null"]
+        scores[m], null[m], acc[m] = arr(c, C, "score"), arr(n, N, "score"), arr(c, C, "cav_accuracy")
+    ld = lambda nm: CAVSet.load(folder / f"{nm}.safetensors") if (folder / f"{nm}.safetensors").is_file() else None
+    cos = lambda k: {m: torch.tensor(v, dtype=torch.float32) for m, v in info[k].items()}
+    return cls(info["layers"], info["concepts"], scores, null, acc, cos("run_cos"), cos("null_cos"), info["runs"], info["null_names"],
+               info["target"], info["test"], info["correction"], info["alpha"], info["meta"], info["diagnostics"], ld("cavs"), ld("random_cavs"))
+
+# %% ../nbs/04_tcav.ipynb #ed3f3de6
+def _method_scores(m:CAVMethod, cv:list, nv:list, g:list, sign:int, names:list, concepts:list, seed:int, progress:bool):
+    "Fit one method, transform the concept and null CAVs, score both: (scores [L,C,R], null [L,N,R'], cos, null cos, CAVs)."
+    m.fit(cv, nv, g, layers=names, concepts=concepts, seed=seed, progress=progress)
+    tc, tn = m.transform(cv), m.transform(nv)
+    for what, got, ref in (("concept", tc, cv), ("null", tn, nv)):
+        if len(got) != len(ref) or any(a.shape != b.shape for a, b in zip(got, ref)):
+            raise GcavInputError(f"method {m.name!r}: transform changed the shapes of the {what} CAVs {[tuple(b.shape) for b in ref][:2]} -> {[tuple(a.shape) for a in got][:2]}")
+    (C, R, _), (N, Rn, _) = cv[0].shape, nv[0].shape
+    sc = sign_scores(g, [torch.cat([a.reshape(C * R, -1), b.reshape(N * Rn, -1)]) for a, b in zip(tc, tn)], sign)   # [L, C*R + N*Rn]
+    cos = torch.stack([run_cosine(a) for a in tc]); ncos = torch.stack([run_cosine(b) for b in tn])
+    return sc[:, :C * R].reshape(-1, C, R), sc[:, C * R:].reshape(-1, N, Rn), cos, ncos, tc
+
+def _check_methods(methods)->list:
+    "Methods as a list of `CAVMethod`s with distinct names."
+    methods = [methods] if isinstance(methods, CAVMethod) else list(methods or [CAVMethod()])
+    if bad := [type(m).__name__ for m in methods if not isinstance(m, CAVMethod)]: raise TypeError(f"methods must be CAVMethod instances, got {bad}")
+    if len({m.name for m in methods}) < len(methods): raise GcavInputError(f"method names repeat: {[m.name for m in methods]}")
+    return methods
+
+# %% ../nbs/04_tcav.ipynb #c43459b8
 def tcav_result(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
-                cavs:CAVSet, # concept CAVs [layer, concept, run, d] (`fit_cavs` / `fit_relative_cavs`)
-                random_cavs:CAVSet, # ordered random-vs-random CAVs (`fit_random_cavs(..., ordered=True)`)
+                cavs:CAVSet, # concept CAVs [layer, concept, run, d] (`fit_tcav_cavs`, `fit_cavs`, `fit_relative_cavs`)
+                random_cavs:CAVSet, # random-vs-random CAVs (`fit_random_cavs`, ordered or not)
                 target="", # the `Target` (its sign and name are used) or a name (sign +1)
-                test:str="ttest", correction:str="bonferroni", alpha:float=0.05,
+                methods:Sequence[CAVMethod]|None=None, # how the CAVs are turned into scored CAVs (default: plain TCAV)
+                test:str="ttest", correction:str="bonferroni", alpha:float=0.05, # see `ConceptResult`
                 layers:list[str]|None=None, # default: the CAVs' layers
-                random_names:list[str]|None=None, # random set names, in index order (default: from the run labels)
-                meta:dict|None=None, # extra provenance
-               )->TCAVResult:
-    "Score precomputed gradients against concept and random CAVs, with tests: a `TCAVResult`."
+                random_names:list[str]|None=None, # random set names in order (default: from the run labels)
+                acts:dict|None=None, # set name -> {hook: [n, d]}: for the held-out accuracy of transformed CAVs
+                meta:dict|None=None, seed:int=0, progress:bool=True,
+               )->ConceptResult:
+    "Score precomputed gradients against concept CAVs and the null, for every method, with tests: a `ConceptResult`."
     if not isinstance(cavs, CAVSet) or not isinstance(random_cavs, CAVSet):
         raise TypeError(f"cavs and random_cavs must be CAVSets, got {type(cavs).__name__} and {type(random_cavs).__name__}")
+    methods = _check_methods(methods)
     sign, tname = (target.sign, target.name) if isinstance(target, Target) else (1, str(target))
     names = list(cavs.layers) if layers is None else list(layers)
-    cd, rd = _cav_dict(cavs), _cav_dict(random_cavs)
-    nC, nR = len(cavs.concepts), len(cavs.runs)
-    both = {}
-    for l in names:   # concept and random CAVs scored in one product per layer
-        if l not in cd or l not in rd: raise UnknownNameError(f"the CAVs have no layer {l!r}; they have {list(cd)[:5]}")
-        both[l] = torch.cat([cd[l].reshape(1, nC * nR, -1), rd[l].reshape(1, -1, rd[l].shape[-1])], 1)
-    sc = tcav_scores(grads, both, sign, layers=names, _check=False)[:, 0]   # [L, nC*nR + nQ]
-    scores, rscores = sc[:, :nC * nR].reshape(len(names), nC, nR), sc[:, nC * nR:]
-    rnames = random_names or list(dict.fromkeys(a for r in random_cavs.runs for a in r.split("~")))
+    for l in names:
+        for what, d in (("gradients", grads), ("CAVs", cavs.layers), ("random CAVs", random_cavs.layers)):
+            if l not in d: raise UnknownNameError(f"the {what} have no layer {l!r}; they have {list(d)[:5]}")
+        if not all_finite(grads[l]): raise GcavInputError(f"gradients for {l!r} contain NaN/inf")
+    cv, g = [cavs[l].float() for l in names], [grads[l].float() for l in names]
+    nv, rnames = null_cavs(random_cavs, random_names, names)
     li = [cavs.layers.index(l) for l in names]
-    return TCAVResult(layers=names, concepts=list(cavs.concepts), scores=scores, random_scores=rscores,
-                      random_pairs=_pair_index(list(random_cavs.runs), rnames), accuracy=cavs.accuracy[li].clone(),
-                      target=tname, test=test, correction=correction or "none", alpha=alpha,
-                      meta={**(meta or {}), "target": tname, "hooks": names, "cav_meta": cavs.meta}, cavs=cavs, random_cavs=random_cavs)
+    out = dict(scores={}, null_scores={}, accuracy={}, run_cos={}, null_cos={}, diagnostics={})
+    for m in methods:
+        s, n, cos, ncos, tc = _method_scores(m, cv, nv, g, sign, names, list(cavs.concepts), seed, progress)
+        same = type(m).transform is CAVMethod.transform                    # the identity: the fit's own held-out accuracy
+        acc = cavs.accuracy[li].clone() if same else heldout_accuracy(tc, cavs, acts, names) if acts else torch.full(s.shape, float("nan"))
+        for k, v in zip(out, (s, n, acc, cos, ncos, m.diagnostics())): out[k][m.name] = v
+    return ConceptResult(layers=names, concepts=list(cavs.concepts), runs=list(cavs.runs), null_names=rnames, target=tname, test=test,
+                         correction=correction, alpha=alpha, meta={**(meta or {}), "target": tname, "hooks": names, "cav_meta": cavs.meta},
+                         cavs=cavs, random_cavs=random_cavs, **out)
 
-# %% ../nbs/04_tcav.ipynb #7be3f2e4
+# %% ../nbs/04_tcav.ipynb #d7f6814a
 def _named(sets, what:str)->dict:
     "A dict name -> set from a dict, or a list of ConceptSets (their .name) / plain sets (what_i)."
-    if isinstance(sets, dict): return dict(sets)
+    if isinstance(sets, dict):
+        if not sets: raise GcavInputError(f"{what} sets are empty: give at least one set of examples")
+        return dict(sets)
     if isinstance(sets, (list, tuple)) and sets and not isinstance(sets[0], str):
         return {getattr(x, "name", None) or f"{what}_{i}": x for i, x in enumerate(sets)}
-    raise TypeError(f"{what} sets must be a dict name -> examples or a list of ConceptSets, got {type(sets).__name__}")
+    raise TypeError(f"{what} sets must be a dict name -> examples or a list of example sets, got {type(sets).__name__}"
+                    + (" (a list of strings is one set: wrap it in a list or a dict)" if isinstance(sets, (list, tuple)) and sets else ""))
 
-# %% ../nbs/04_tcav.ipynb #ea20c89a
+def _check_run(test, correction, alpha, seed, relative, sets, cavs):
+    "The argument checks of `run_concepts` that need no model."
+    if not isinstance(seed, int) or isinstance(seed, bool): raise GcavInputError(f"seed must be an int, got {seed!r}")
+    if test not in TESTS: raise GcavInputError(f"unknown test {test!r}; expected one of {TESTS}")
+    if (correction or "none") not in CORRECTIONS: raise GcavInputError(f"unknown correction {correction!r}; expected one of {CORRECTIONS}")
+    if not 0 < alpha < 1: raise GcavInputError(f"alpha must be in (0, 1), got {alpha!r}")
+    for p in relative or ():
+        if not (isinstance(p, (tuple, list)) and len(p) == 2): raise GcavInputError(f"relative must be a list of (concept, counter) pairs, got {p!r}")
+        for c in p:
+            if cavs is None and c not in sets: raise UnknownNameError(f"relative pair {tuple(p)}: unknown concept {c!r}; known: {list(sets)}")
+    for k, v in sets.items():
+        if (n := len(getattr(v, "examples", v))) < 2: raise GcavInputError(f"set {k!r} has {n} example(s); a CAV needs at least 2")
+
+# %% ../nbs/04_tcav.ipynb #d9cff333
+def _versions()->dict:
+    "Versions of what the numbers depend on, for the run's metadata."
+    import gcav_nb
+    return dict(gcav_nb=getattr(gcav_nb, "__version__", "unknown"), torch=torch.__version__, numpy=np.__version__, python=platform.python_version())
+
+def _run_meta(model, x, ids, pooling, seed, classifier, C, relative, prepend_bos, methods)->dict:
+    "The provenance `run_concepts` records: model, settings, the effective BOS choice, methods, versions."
+    bos = (prepend_bos if prepend_bos is not None else getattr(getattr(model, "cfg", None), "default_prepend_bos", None)) if isinstance(x, list) else None
+    return dict(model=getattr(model, "gcav_name", type(model).__name__), revision=getattr(model, "gcav_revision", None), target_ids=ids,
+                pooling=pooling if isinstance(pooling, str) else "mask", seed=seed, classifier=classifier, C=C, relative=relative,
+                n_inputs=len(x), prepend_bos=bos, methods=[repr(m) for m in methods], versions=_versions())
+
+def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Module (wrapped for you)
+                 inputs, # the inputs X_k: texts / ConceptSet, or a tensor [n, ...]
+                 concepts, # dict name -> examples (texts, ConceptSet, tensor) or a list of ConceptSets; None with `cavs`
+                 random_sets, # list (or dict) of >= 2 random example sets; None with `random_cavs`
+                 hooks, # hook names, glob or predicate
+                 target, # `Target`, token str, class int or callable out [batch, n_out] -> [batch]
+                 methods:Sequence[CAVMethod]|None=None, # the CAV methods to score (default: plain TCAV, `CAVMethod()`)
+                 relative:list|None=None, # [(concept, counter-concept)]: relative CAVs instead of concept-vs-random
+                 pooling="last", # how text activations and gradients are pooled ("last", "mean")
+                 classifier:str="logistic", # CAV classifier ("logistic" or "mean_diff", see `fit_cavs`)
+                 C:float=1.0, # inverse L2 strength of the logistic CAVs
+                 test:str="ttest", # significance test (see `tcav_pvalues`)
+                 correction:str="bonferroni", # multiple-comparison correction (see `correct_pvalues`)
+                 alpha:float=0.05, # significance level
+                 cavs:CAVSet|None=None, # precomputed concept CAVs (skips concept activations and fitting)
+                 random_cavs:CAVSet|None=None, # precomputed random-vs-random CAVs
+                 batch_size:int=32, # examples per forward (and forward+backward) pass
+                 seed:int=0, # CAV train/test split seed (and the methods' seed)
+                 prepend_bos:bool|None=None, # texts: prepend BOS (None: what the model's own tokenizer does)
+                 progress:bool=True, # progress bars
+                )->ConceptResult:
+    "Concept scores of every method at every layer against each method's own null, with tests; all shared work done once."
+    methods = _check_methods(methods)
+    model = _hooked(model); target = as_target(target); names = resolve_hooks(model, hooks); ids = target.ids(model)
+    x = _as_inputs(inputs); sets = {} if cavs is not None else _named(concepts, "concept") if concepts is not None else None
+    if sets is None: raise GcavInputError("give concepts (example sets) or cavs (a CAVSet)")
+    rnd = {} if random_cavs is not None and (cavs is not None or relative is not None) else _named(random_sets, "random") if random_sets is not None else None
+    if rnd is None: raise GcavInputError("give random_sets (>= 2 example sets) or random_cavs")
+    if rnd and len(rnd) < (3 if test == "pseudo" else 2): raise GcavInputError(f"need at least {3 if test == 'pseudo' else 2} random sets for test {test!r}, got {len(rnd)}")
+    if clash := set(rnd) & set(sets): raise GcavInputError(f"names used both as concept and random set: {sorted(clash)}")
+    _check_run(test, correction, alpha, seed, relative, {**sets, **rnd}, cavs)
+    bos = {} if prepend_bos is None else dict(prepend_bos=prepend_bos)
+    acts = collect_sets(model, {**sets, **rnd}, names, pooling=pooling, batch_size=batch_size, progress=progress, **bos) if sets or rnd else {}
+    fit = dict(layers=names, classifier=classifier, C=C, seed=seed)
+    cset, rset = {k: acts[k] for k in sets}, {k: acts[k] for k in rnd}
+    if cavs is None and random_cavs is None and relative is None: cavs, random_cavs = fit_tcav_cavs(cset, rset, **fit)
+    if random_cavs is None: random_cavs = fit_random_cavs(rset, ordered=True, **fit)
+    rnames = list(rnd) or None
+    if cavs is None:
+        n_runs = len(rnd) or len(null_cavs(random_cavs)[1])
+        cavs = fit_relative_cavs(cset, pairs=[tuple(p) for p in relative], n_runs=n_runs, **fit) if relative is not None else fit_cavs(cset, rset, **fit)
+    grads = gradients(model, x, names, target, pooling=pooling, batch_size=batch_size, progress=progress, **bos)
+    meta = _run_meta(model, x, ids, pooling, seed, classifier, C, relative, prepend_bos, methods)
+    return tcav_result(grads, cavs, random_cavs, target, methods, test=test, correction=correction, alpha=alpha, layers=names,
+                       random_names=rnames, acts=acts, meta=meta, seed=seed, progress=progress)
+
+# %% ../nbs/04_tcav.ipynb #fb5937d6
 def tcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Module (wrapped for you)
          inputs, # the inputs X_k: texts / ConceptSet, or a tensor [n, ...]
          concepts, # dict name -> examples (texts, ConceptSet, tensor) or a list of ConceptSets; None with `cavs`
@@ -567,59 +868,20 @@ def tcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Modul
          hooks, # hook names, glob or predicate
          target, # `Target`, token str, class int or callable out [batch, n_out] -> [batch]
          relative:list|None=None, # [(concept, counter-concept)]: relative CAVs instead of concept-vs-random
-         pooling="last", # how text activations and gradients are pooled ("last", "mean", mask)
+         pooling="last", # how text activations and gradients are pooled ("last", "mean")
          classifier:str="logistic", # CAV classifier ("logistic" or "mean_diff", see `fit_cavs`)
          C:float=1.0, # inverse L2 strength of the logistic CAVs
          test:str="ttest", # significance test (see `tcav_pvalues`)
          correction:str="bonferroni", # multiple-comparison correction (see `correct_pvalues`)
          alpha:float=0.05, # significance level
          cavs:CAVSet|None=None, # precomputed concept CAVs (skips concept activations and fitting)
-         random_cavs:CAVSet|None=None, # precomputed ordered random-vs-random CAVs (`fit_random_cavs(..., ordered=True)`)
+         random_cavs:CAVSet|None=None, # precomputed random-vs-random CAVs
          batch_size:int=32, # examples per forward (and forward+backward) pass
          seed:int=0, # CAV train/test split seed
-         progress:bool=False, # progress bars
-        )->TCAVResult:
-    "TCAV for every layer x concept x run with the random baseline, tests and corrections."
-    if not isinstance(seed, int) or isinstance(seed, bool): raise GcavInputError(f"seed must be an int, got {seed!r}")
-    if test not in TESTS: raise GcavInputError(f"unknown test {test!r}; expected one of {TESTS}")
-    if (correction or "none") not in CORRECTIONS: raise GcavInputError(f"unknown correction {correction!r}; expected one of {CORRECTIONS}")
-    if not 0 < alpha < 1: raise GcavInputError(f"alpha must be in (0, 1), got {alpha!r}")
-    if not _is_hooked(model):
-        if not isinstance(model, nn.Module): raise TypeError(f"model must be a hooked model or an nn.Module, got {type(model).__name__}")
-        model = wrap_module(model)
-    target = as_target(target); names = _resolve(model, hooks); ids = target.ids(model)
-    x = _as_inputs(inputs)
-    sets = {}
-    if cavs is None:
-        if concepts is None: raise GcavInputError("give concepts (example sets) or cavs (a CAVSet)")
-        sets.update(_named(concepts, "concept"))
-    if random_cavs is None or (cavs is None and relative is None):
-        if random_sets is None: raise GcavInputError("give random_sets (>= 2 example sets) or random_cavs")
-        rnd = _named(random_sets, "random")
-        if len(rnd) < (3 if test == "pseudo" else 2): raise GcavInputError(f"need at least {3 if test == 'pseudo' else 2} random sets for test {test!r}, got {len(rnd)}")
-        if clash := set(rnd) & set(sets): raise GcavInputError(f"names used both as concept and random set: {sorted(clash)}")
-        sets.update(rnd)
-    else: rnd = {}
-    if relative is not None:
-        for p in relative:
-            if not (isinstance(p, (tuple, list)) and len(p) == 2): raise GcavInputError(f"relative must be a list of (concept, counter) pairs, got {p!r}")
-            for c in p:
-                if cavs is None and c not in sets: raise UnknownNameError(f"relative pair {tuple(p)}: unknown concept {c!r}; known: {list(sets)}")
-    for k, v in sets.items():
-        n = len(getattr(v, "examples", v))
-        if n < 2: raise GcavInputError(f"set {k!r} has {n} example(s); a CAV needs at least 2")
-    acts = collect_sets(model, sets, names, pooling=pooling, batch_size=batch_size, progress=progress) if sets else {}
-    fit = dict(layers=names, classifier=classifier, C=C, seed=seed)
-    cset, rset = {k: acts[k] for k in sets if k not in rnd}, {k: acts[k] for k in rnd}
-    if cavs is None and random_cavs is None and relative is None: cavs, random_cavs = fit_tcav_cavs(cset, rset, **fit)
-    if random_cavs is None: random_cavs = fit_random_cavs(rset, ordered=True, **fit)
-    rnames = list(rnd) if rnd else list(dict.fromkeys(a for r in random_cavs.runs for a in r.split("~")))
-    if cavs is None:
-        if relative is not None: cavs = fit_relative_cavs(cset, pairs=[tuple(p) for p in relative], n_runs=len(rnames), **fit)
-        else: cavs = fit_cavs(cset, rset, **fit)
-    grads = gradients(model, x, names, target, pooling=pooling, batch_size=batch_size, progress=progress)
-    meta = dict(model=getattr(model, "gcav_name", type(model).__name__), revision=getattr(model, "gcav_revision", None),
-                target_ids=ids, pooling=pooling if isinstance(pooling, str) else "mask", seed=seed, classifier=classifier,
-                C=C, relative=relative, n_inputs=len(x))
-    return tcav_result(grads, cavs, random_cavs, target, test=test, correction=correction, alpha=alpha, layers=names,
-                       random_names=rnames, meta=meta)
+         prepend_bos:bool|None=None, # texts: prepend BOS (None: what the model's own tokenizer does)
+         progress:bool=True, # progress bars
+        )->ConceptResult:
+    "TCAV for every layer x concept x run against its random null, with tests: `run_concepts` with plain TCAV."
+    return run_concepts(model, inputs, concepts, random_sets, hooks, target, methods=[CAVMethod()], relative=relative, pooling=pooling,
+                        classifier=classifier, C=C, test=test, correction=correction, alpha=alpha, cavs=cavs, random_cavs=random_cavs,
+                        batch_size=batch_size, seed=seed, prepend_bos=prepend_bos, progress=progress)
