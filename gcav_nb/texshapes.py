@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_texshapes.ipynb #321248a8
 from __future__ import annotations
-import math, warnings, copy
+import math, warnings, hashlib, json
 import numpy as np
 import pandas as pd
 import torch
@@ -17,9 +17,10 @@ import matplotlib.pyplot as plt
 from .config import GcavInputError, UnknownNameError, seed_everything, cache_dir
 
 # %% auto #0
-__all__ = ['TEXTURES', 'SHAPES', 'CLASSES', 'RANDOM_KINDS', 'PROBE_LAYERS', 'texture_masks', 'class_spec', 'make_scenes',
-           'show_images', 'texture_patches', 'texture_scenes', 'random_images', 'TexShapesCNN', 'make_dataset',
-           'train_texshapes', 'swap_effects', 'layer_fn', 'texshapes_sets', 'correctness', 'compare_designs',
+__all__ = ['TEXTURES', 'SHAPES', 'CLASSES', 'FILLS', 'RULES', 'RANDOM_KINDS', 'PROBE_LAYERS', 'texture_masks', 'class_names',
+           'class_spec', 'make_scenes', 'show_images', 'texture_patches', 'texture_scenes', 'random_images',
+           'TexShapesCNN', 'make_dataset', 'train_texshapes', 'swap_effects', 'seed_table', 'layer_fn',
+           'texshapes_sets', 'random_concepts', 'expected_signs', 'detection', 'random_rate', 'compare_designs',
            'attack_table']
 
 # %% ../nbs/05a_texshapes.ipynb #3dc45b19
@@ -62,44 +63,57 @@ def _shape_mask(shape, cx, cy, s, size):
         return ((y >= top) & (y <= bot) & (torch.abs(x - cx) <= half)).float()
     raise UnknownNameError(f"unknown shape {shape!r}; known: {SHAPES}")
 
-def class_spec(cls:int, # class index 0..3
-               u:float, # a uniform(0,1) draw that picks the free texture of c2/c3
-              )->tuple[str, str]:
-    "The (shape, texture) of a class-`cls` scene; c2/c3 take striped, dotted or solid."
-    if cls == 0: return "circle", "striped"
-    if cls == 1: return "circle", "dotted"
-    if cls in (2, 3): return ("square", "triangle")[cls - 2], ("striped", "dotted", "solid")[min(int(u * 3), 2)]
-    raise GcavInputError(f"class must be 0..3, got {cls!r}")
+FILLS = ("striped", "dotted", "solid")  # the textures training scenes can have (zigzag never)
+RULES = {  # rule -> per class: (shape, the textures a scene of that class may have, drawn uniformly)
+    "texture": (("circle", ("striped",)), ("circle", ("dotted", "solid")), ("square", FILLS), ("triangle", FILLS)),
+    "card": (("circle", ("striped",)), ("circle", ("dotted",)), ("square", FILLS), ("triangle", FILLS)),
+    "blind": (("circle", FILLS), ("square", FILLS), ("triangle", FILLS)),
+}
 
-def make_scenes(classes, # class index per image (list/tensor of 0..3), or an int n for random classes
+def class_names(rule:str="texture")->list[str]:
+    "Readable class names of a labelling rule, e.g. 'c1 circle+dotted/solid'."
+    if rule not in RULES: raise UnknownNameError(f"unknown rule {rule!r}; known: {list(RULES)}")
+    return [f"c{k} {s}" + ("" if t == FILLS else "+" + "/".join(t)) for k, (s, t) in enumerate(RULES[rule])]
+
+def class_spec(cls:int, # class index, 0..(number of classes of the rule - 1)
+               u:float, # a uniform(0,1) draw that picks the texture among the class's allowed ones
+               rule:str="texture", # a key of `RULES`
+              )->tuple[str, str]:
+    "The (shape, texture) of a class-`cls` scene under `rule`."
+    if rule not in RULES: raise UnknownNameError(f"unknown rule {rule!r}; known: {list(RULES)}")
+    if not 0 <= cls < len(RULES[rule]): raise GcavInputError(f"class must be 0..{len(RULES[rule]) - 1} under rule {rule!r}, got {cls!r}")
+    shape, tex = RULES[rule][cls]
+    return shape, tex[min(int(u * len(tex)), len(tex) - 1)]
+
+CLASSES = tuple(class_names("texture"))
+
+# %% ../nbs/05a_texshapes.ipynb #6818a7ff
+def make_scenes(classes, # class index per image (list/tensor), or an int n for random classes
                 seed:int=0, # same seed -> same scenes
                 texture:str|None=None, # override every scene's texture (the swap intervention)
                 shape:str|None=None, # override every scene's shape
                 size:int=32,
                 return_masks:bool=False, # also return the shape masks [n, H, W] (for concept-map localisation)
+                rule:str="texture", # labelling rule: a key of `RULES`
                )->tuple:
     "Render TexShapes scenes in [0,1]; returns (images [n, 3, size, size], labels [n] of the *unswapped* classes[, masks])."
-    g = torch.Generator().manual_seed(seed)
-    if isinstance(classes, int): classes = torch.randint(0, 4, (classes,), generator=g)
-    classes = torch.as_tensor(classes, dtype=torch.long)
+    if rule not in RULES: raise UnknownNameError(f"unknown rule {rule!r}; known: {list(RULES)}")
     if texture is not None and texture not in TEXTURES: raise UnknownNameError(f"unknown texture {texture!r}; known: {TEXTURES}")
     if shape is not None and shape not in SHAPES: raise UnknownNameError(f"unknown shape {shape!r}; known: {SHAPES}")
-    n = len(classes)
+    g = torch.Generator().manual_seed(seed)
+    if isinstance(classes, int): classes = torch.randint(0, len(RULES[rule]), (classes,), generator=g)
+    classes = torch.as_tensor(classes, dtype=torch.long); n = len(classes)
     u = torch.rand(n, 16, generator=g)                       # every scene's draws, made before rendering
     noise = torch.randn(n, 3, size, size, generator=g)
-    imgs = torch.empty(n, 3, size, size); kinds = []; smasks = torch.empty(n, size, size)
-    for i in range(n):
-        shp, tex = class_spec(int(classes[i]), float(u[i, 0]))
-        shp, tex = shape or shp, texture or tex; kinds.append(tex)
-    masks = texture_masks(kinds, u[:, 1:5], size)
-    for i in range(n):
-        shp = shape or class_spec(int(classes[i]), float(u[i, 0]))[0]
+    specs = [class_spec(int(c), float(u[i, 0]), rule) for i, c in enumerate(classes)]
+    masks = texture_masks([texture or t for _, t in specs], u[:, 1:5], size)
+    imgs = torch.empty(n, 3, size, size); smasks = torch.empty(n, size, size)
+    for i, (shp, _) in enumerate(specs):
         s = 12 + 12 * float(u[i, 5]); cx = s / 2 + (size - s) * float(u[i, 6]); cy = s / 2 + (size - s) * float(u[i, 7])
         bg, c1, c2 = u[i, 8:11], u[i, 11:14], torch.cat([u[i, 14:16], u[i, 8:9]]).roll(1)
-        sm = _shape_mask(shp, cx, cy, s, size); smasks[i] = sm
+        sm = _shape_mask(shape or shp, cx, cy, s, size); smasks[i] = sm
         fill = masks[i] * c1[:, None, None] + (1 - masks[i]) * c2[:, None, None]
-        img = bg[:, None, None] + 0.08 * noise[i]
-        imgs[i] = (sm * fill + (1 - sm) * img).clamp(0, 1)
+        imgs[i] = (sm * fill + (1 - sm) * (bg[:, None, None] + 0.08 * noise[i])).clamp(0, 1)
     return (imgs, classes, smasks) if return_masks else (imgs, classes)
 
 # %% ../nbs/05a_texshapes.ipynb #d49a45b0
@@ -171,62 +185,88 @@ class TexShapesCNN(nn.Module):
 PROBE_LAYERS = ("block1", "block2", "block3", "block4", "block5")
 
 # %% ../nbs/05a_texshapes.ipynb #a6b41ec9
-def make_dataset(n_per_class:int, seed:int=0)->tuple[Tensor, Tensor]:
-    "A balanced TexShapes dataset: images [4n, 3, 32, 32], labels [4n]."
-    return make_scenes(torch.arange(4).repeat_interleave(n_per_class), seed=seed)
+def make_dataset(n_per_class:int, seed:int=0, rule:str="texture")->tuple[Tensor, Tensor]:
+    "A balanced TexShapes dataset under `rule`: images [K n, 3, 32, 32], labels [K n] (K classes)."
+    if rule not in RULES: raise UnknownNameError(f"unknown rule {rule!r}; known: {list(RULES)}")
+    return make_scenes(torch.arange(len(RULES[rule])).repeat_interleave(n_per_class), seed=seed, rule=rule)
 
-def train_texshapes(n_per_class:int=1000, # training images per class
-                    epochs:int=8, # the most epochs to train
-                    lr:float=2e-3, batch_size:int=64,
-                    seed:int=0, keep_epochs:tuple=(1,), # also return copies of the model after these epochs
-                    n_test:int=250, # test images per class
-                    target_acc:float|None=None, # stop after the first epoch whose test accuracy reaches this
-                    cache:bool=True, # reuse a model trained with the same arguments (cache_dir('texshapes'))
-                    progress:bool=True)->dict:
-    "Train the TexShapes CNN; returns dict(model, test_acc, history, checkpoints{epoch: model}, test=(x, y))."
-    if n_per_class < 1 or epochs < 1: raise GcavInputError(f"n_per_class and epochs must be >= 1, got {n_per_class}, {epochs}")
-    if target_acc is not None and not 0 < target_acc <= 1: raise GcavInputError(f"target_acc must be in (0, 1], got {target_acc!r}")
-    key = f"n{n_per_class}_e{epochs}_lr{lr}_b{batch_size}_s{seed}_k{'-'.join(map(str, keep_epochs))}_t{n_test}" + (f"_a{target_acc}" if target_acc else "")
-    path = cache_dir("texshapes") / f"{key}.pt"
-    if cache and path.exists():
-        try:
-            ck = torch.load(path, weights_only=False)
-            xt, yt = make_dataset(n_test, seed=seed + 10_000)
-            return dict(model=ck["model"].eval(), test_acc=ck["history"].test_acc.iloc[-1], history=ck["history"],
-                        checkpoints={k: m.eval() for k, m in ck["checkpoints"].items()}, test=(xt, yt), cached=str(path))
-        except Exception as e: warnings.warn(f"TexShapes cache {path} unreadable ({e}); retraining")
-    seed_everything(seed)
-    x, y = make_dataset(n_per_class, seed=seed)
-    xt, yt = make_dataset(n_test, seed=seed + 10_000)
-    model = TexShapesCNN(); opt = torch.optim.Adam(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed); hist, ckpts = [], {}
+def _fit_epochs(model, opt, sched, data, epochs, batch_size, test, seed, progress):
+    "The training loop: one `data(epoch)` set per epoch, test accuracy after each; the history frame (lr = the last step's)."
+    g = torch.Generator().manual_seed(seed); hist = []; xt, yt = test
     for ep in tqdm(range(1, epochs + 1), desc="TexShapes CNN", disable=not progress):
-        model.train(); perm = torch.randperm(len(x), generator=g); tot = 0.
+        x, y = data(ep); model.train(); perm = torch.randperm(len(x), generator=g); tot = 0.
         for b in range(0, len(x), batch_size):
             idx = perm[b:b + batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(); loss.backward(); opt.step(); tot += loss.item() * len(idx)
+            lr = opt.param_groups[0]["lr"]  # the rate this step uses
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step(); tot += loss.item() * len(idx)
         model.eval()
         with torch.no_grad(): acc = (model(xt).argmax(1) == yt).float().mean().item()
-        hist.append(dict(epoch=ep, loss=tot / len(x), test_acc=acc))
-        if ep in keep_epochs: ckpts[ep] = copy.deepcopy(model).eval()
-        if target_acc is not None and acc >= target_acc: break
-    res = dict(model=model.eval(), test_acc=hist[-1]["test_acc"], history=pd.DataFrame(hist), checkpoints=ckpts, test=(xt, yt))
-    if cache: torch.save(dict(model=res["model"], history=res["history"], checkpoints=ckpts), path)
+        hist.append(dict(epoch=ep, loss=tot / len(x), lr=lr, test_acc=acc))
+    return pd.DataFrame(hist)
+
+# %% ../nbs/05a_texshapes.ipynb #b765e8b4
+def train_texshapes(n_per_class:int=1000, # training scenes per class and epoch
+                    epochs:int=30, lr:float=3e-3, # epochs; the one-cycle schedule's peak learning rate
+                    batch_size:int=64, weight_decay:float=1e-4,
+                    seed:int=0, rule:str="texture", # labelling rule: a key of `RULES` ('blind': the texture-blind control)
+                    channels:tuple=(8, 8, 16, 16, 32, 32), # conv widths of the six blocks
+                    fresh:bool=True, # new scenes every epoch (False: one fixed training set)
+                    n_test:int=250, # test scenes per class
+                    cache:bool=True, # reuse a model trained with the same arguments (cache_dir('texshapes'))
+                    progress:bool=True)->dict:
+    "Train the TexShapes CNN; returns dict(model, test_acc, history, test=(x, y), key)."
+    if n_per_class < 1 or epochs < 1 or n_test < 1: raise GcavInputError(f"n_per_class, epochs and n_test must be >= 1, got {n_per_class}, {epochs}, {n_test}")
+    if not lr > 0: raise GcavInputError(f"lr must be > 0, got {lr!r}")
+    args = dict(n=n_per_class, e=epochs, lr=lr, b=batch_size, wd=weight_decay, s=seed, rule=rule, ch=list(channels), fresh=fresh)
+    key = f"{rule}_s{seed}_" + hashlib.sha1(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir("texshapes") / f"{key}.pt"
+    test = make_dataset(n_test, seed=seed + 10_000, rule=rule)
+    if cache and path.exists():
+        try:
+            ck = torch.load(path, weights_only=False)
+            return dict(model=ck["model"].eval(), test_acc=ck["history"].test_acc.iloc[-1], history=ck["history"], test=test, key=key, cached=str(path))
+        except Exception as e: warnings.warn(f"TexShapes cache {path} unreadable ({e}); retraining")
+    seed_everything(seed)
+    model = TexShapesCNN(tuple(channels), n_classes=len(RULES[rule]))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(RULES[rule]) * n_per_class / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    data = lambda ep: make_dataset(n_per_class, seed=1_000_000 * (seed + 1) + (ep if fresh else 0), rule=rule)
+    hist = _fit_epochs(model, opt, sched, data, epochs, batch_size, test, seed, progress)
+    res = dict(model=model.eval(), test_acc=hist.test_acc.iloc[-1], history=hist, test=test, key=key)
+    if cache: torch.save(dict(model=res["model"], history=hist), path)
     return res
 
 # %% ../nbs/05a_texshapes.ipynb #b229a599
-def swap_effects(model:nn.Module, n:int=200, seed:int=123, cls:int=0)->pd.DataFrame:
-    "Mean drop of the class-`cls` logit when c0 scenes get each texture instead of their own (the causal effect)."
+def swap_effects(model:nn.Module, # a TexShapes CNN (eval mode)
+                 n:int=200, seed:int=123, # scenes and their seed
+                 cls:int=0, # the class whose scenes are swapped and whose logit is read
+                 rule:str="texture", # the rule the scenes are drawn under (c0 = striped circles in 'texture' and 'card')
+                )->pd.DataFrame:
+    "Per texture: mean class-`cls` logit, its drop, share still `cls`, and the flip rate of the `cls` predictions."
     ys = torch.full((n,), cls)
     with torch.no_grad():
-        base = model(make_scenes(ys, seed=seed)[0])[:, cls]
+        out0 = model(make_scenes(ys, seed=seed, rule=rule)[0]); base, was = out0[:, cls], out0.argmax(1) == cls
         rows = []
         for t in TEXTURES:
-            out = model(make_scenes(ys, seed=seed, texture=t)[0])
+            out = model(make_scenes(ys, seed=seed, texture=t, rule=rule)[0]); now = out.argmax(1) == cls
             rows.append(dict(texture=t, logit=out[:, cls].mean().item(), drop=(base - out[:, cls]).mean().item(),
-                             still_class=(out.argmax(1) == cls).float().mean().item()))
+                             still_class=now.float().mean().item(), flip=(was & ~now).sum().item() / max(int(was.sum()), 1)))
     return pd.DataFrame(rows)
+
+# %% ../nbs/05a_texshapes.ipynb #5d6bfeee
+def seed_table(seeds:list[int], # one model per seed
+               n_swap:int=200, # c0 scenes per swap
+               **train_kw, # passed to `train_texshapes` (rule, epochs, ...)
+              )->tuple[pd.DataFrame, dict]:
+    "Per seed: test accuracy and the flip rate of each texture swap; returns (table, {seed: train_texshapes result})."
+    runs, rows = {}, []
+    for s in seeds:
+        tr = runs[s] = train_texshapes(seed=s, **train_kw)
+        sw = swap_effects(tr["model"], n=n_swap).set_index("texture")
+        rows.append(dict(seed=s, test_acc=tr["test_acc"], **{f"flip {t}": sw.loc[t, "flip"] for t in TEXTURES if t != "striped"}))
+    return pd.DataFrame(rows), runs
 
 # %% ../nbs/05a_texshapes.ipynb #dab547ad
 def layer_fn(model:TexShapesCNN, upto:str="block5"):
@@ -256,21 +296,48 @@ def texshapes_sets(n:int=50, # images per set
     out["random-concept"] = random_images(n, seed=seed + 99_999, **kw)
     return out, [random_images(n, seed=seed + 1000 + 13 * r, **kw) for r in range(runs)]
 
-def correctness(res, # a `run_gcav` result
-                effects:pd.DataFrame, # `swap_effects` output (texture, logit)
-                eps:float=0.25, # |effect| below this (in logit units) counts as "no effect"
-               )->pd.DataFrame:
-    "Per method and concept: layers significant with the ground-truth sign, with the wrong sign, and not significant."
-    eff = effects.set_index("texture").logit; eff = eff - eff.mean()
-    t = res.tests(); rows = []
-    for (m, c), d in t.groupby(["method", "concept"], sort=False):
-        truth = float(eff.get(c.removesuffix("-scene"), 0.0)); want = 0 if abs(truth) < eps else int(np.sign(truth))
-        up = d.significant & (d.score > d.random_mean); down = d.significant & (d.score < d.random_mean)
-        right = int(up.sum()) if want > 0 else int(down.sum()) if want < 0 else 0
-        wrong = int(down.sum()) if want > 0 else int(up.sum()) if want < 0 else int(d.significant.sum())
-        rows.append(dict(method=m, concept=c, causal_effect=truth, expected={1: "+", -1: "-", 0: "0"}[want],
-                         sig_right_sign=right, sig_wrong=wrong, not_sig=int((~d.significant).sum()), mean_score=d.score.mean()))
+def random_concepts(draws:int, # how many random concepts
+                    n:int=50, seed:int=0, random:str="scenes", # set size, seed, kind (a key of `RANDOM_KINDS`)
+                   )->dict:
+    "`draws` concepts drawn from the random pool (the same kind as the random sets, other seeds): nothing to detect."
+    if random not in RANDOM_KINDS: raise UnknownNameError(f"unknown random kind {random!r}; known: {list(RANDOM_KINDS)}")
+    return {f"random-concept-{i}": random_images(n, seed=seed + 50_000 + 31 * i, **RANDOM_KINDS[random]) for i in range(draws)}
+
+# %% ../nbs/05a_texshapes.ipynb #e9311b20
+def expected_signs(effects:pd.DataFrame, # `swap_effects` output (texture, flip)
+                   most:float=0.5, # a swap "flips most" c0 predictions above this share
+                  )->dict:
+    "Texture -> +1 (swap keeps c0), -1 (swap flips most), or 0 for every texture when no swap flips most."
+    flip = effects.set_index("texture").flip
+    if not (flip > most).any(): return {t: 0 for t in flip.index}
+    return {t: -1 if f > most else 1 for t, f in flip.items()}
+
+def detection(tests:pd.DataFrame, # tidy tests: method, concept, significant, significant_pos (one row per layer)
+              effects:pd.DataFrame, # `swap_effects` output of the explained model
+             )->pd.DataFrame:
+    "Per method and concept: expected sign, layers significant with it / with the wrong sign / not, and `detected`."
+    want = expected_signs(effects); rows = []
+    for (m, c), d in tests.groupby(["method", "concept"], sort=False):
+        e = want.get(c.removesuffix("-scene"), 0)
+        up = d.significant_pos; down = d.significant & ~d.significant_pos
+        right = int(up.sum()) if e > 0 else int(down.sum()) if e < 0 else 0
+        wrong = int(d.significant.sum()) - right
+        rows.append(dict(method=m, concept=c, expected={1: "+", -1: "−", 0: "0"}[e], sig_right_sign=right, sig_wrong=wrong,
+                         not_sig=int((~d.significant).sum()), detected=e != 0 and right > len(d) / 2 and wrong == 0))
     return pd.DataFrame(rows)
+
+# %% ../nbs/05a_texshapes.ipynb #72db518a
+def random_rate(tests:pd.DataFrame, # tidy tests with method, concept, p_value (one row per layer; NaN = refused)
+                prefix:str="random-concept", # concepts whose name starts with this are random draws
+                alpha:float=0.05)->pd.DataFrame:
+    "Per method: random draws, (draw, layer) tests, significant ones (Bonferroni over each draw's layers; raw p) and rates."
+    d = tests[tests.concept.str.startswith(prefix)]
+    if d.empty: raise GcavInputError(f"no concept named {prefix!r}* in the tests; known: {sorted(tests.concept.unique())}")
+    n_layers = d.groupby(["method", "concept"]).concept.transform("size")
+    d = d.assign(sig=(d.p_value * n_layers).clip(upper=1) <= alpha, sig_raw=d.p_value <= alpha)
+    g = d.groupby("method", sort=False)
+    return pd.DataFrame(dict(draws=g.concept.nunique(), tests=g.size(), significant=g.sig.sum().astype(int), rate=g.sig.mean(),
+                             significant_raw=g.sig_raw.sum().astype(int), rate_raw=g.sig_raw.mean(), refused=g.p_value.apply(lambda p: int(p.isna().sum())))).reset_index()
 
 # %% ../nbs/05a_texshapes.ipynb #9394c639
 def _tcav_tests(cacts:dict, racts:list, grads:dict, layers:list, correction:str="bonferroni", alpha:float=0.05)->pd.DataFrame:
