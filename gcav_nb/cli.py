@@ -263,6 +263,7 @@ def _write_results(res, out:Path, overwrite:bool, st:dict, argv:list, elapsed:fl
     "Write the results folder (after clearing this run's old files with --overwrite); returns the summary."
     if overwrite: clear_run_files(out)
     res.save(out); res.cavs.save(out / "cavs.safetensors")
+    res.tests().assign(model=st["model"], target=st["target"]).to_csv(out / "results.csv", index=False)  # the explorer reads both
     summary = _summary(res, st, elapsed) + "\n\nwrote " + ", ".join(n for n in RUN_FILES if n != "gcav" or res.gcav is not None) + f" into {out}/"
     atomic_write(out / "summary.txt", lambda f: f.write_text(summary + "\n"))
     meta = json.dumps(dict(argv=argv, elapsed_s=elapsed, settings=st, **res.meta), indent=1, default=str)

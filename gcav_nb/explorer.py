@@ -70,15 +70,16 @@ _TEST_COLUMNS = {'score_sd': ('score_sd', 'score_std'), 'p_value': ('p_corrected
                  'cav_accuracy': ('cav_accuracy', 'accuracy')}  # explorer column <- the tests table's names, first found
 
 def results_from_tests(tests, # a `ConceptResult` (or `GCAVResult`), its `.tests()` DataFrame, or a path to the CLI's results.csv
-                       model:str|None=None, # the `model` column (None: the result's own model, else 'model')
-                       target:str|None=None, # the `target` column (None: the result's own target, else 'target')
+                       model:str|None=None, # the `model` column (None: the result's or the table's own, else 'model')
+                       target:str|None=None, # the `target` column (None: the result's or the table's own, else 'target')
                       )->pd.DataFrame:
     "The explorer's results table from the pipeline's per-layer tests table."
-    meta = getattr(tests, 'meta', None) or {}
-    model = model or meta.get('model') or 'model'
-    target = target or getattr(tests, 'target', None) or meta.get('target') or 'target'
-    if hasattr(tests, 'tests'): tests = tests.tests()
+    if hasattr(tests, 'tests'):                                                      # a result object: its own model and target
+        model = model or tests.meta.get('model'); target = target or getattr(tests, 'target', None) or tests.meta.get('target')
+        tests = tests.tests()
     if not isinstance(tests, pd.DataFrame): tests = pd.read_csv(tests)
+    model = model or (tests['model'] if 'model' in tests.columns else 'model')         # the CLI's results.csv carries both
+    target = target or (tests['target'] if 'target' in tests.columns else 'target')
     need = ['method', 'layer', 'concept', 'score', 'significant']
     if missing := [c for c in need if c not in tests.columns]:
         raise GcavInputError(f"tests table lacks columns {missing}; expected ConceptResult.tests() columns {need} + score_sd, p_corrected, cav_accuracy")

@@ -117,3 +117,16 @@ def test_schema_constant_lists_the_required_columns():
     "RESULTS_COLUMNS is the schema the docs and the lead's wiring rely on."
     assert list(RESULTS_COLUMNS) == ['concept', 'target', 'layer', 'method', 'score', 'score_sd', 'p_value',
                                      'significant', 'cav_accuracy']
+
+
+def test_explorer_reads_a_real_pipeline_result(tmp_path):
+    "A tiny `gcav_nb tcav` run: the result object and the CLI's results.csv give the same explorer table, model and target included."
+    from gcav_nb.cli import run
+    from gcav_nb.explorer import results_from_tests
+    r = run(["tcav", "--model", "tiny-llama", "--scale", "ci", "--concepts", "praise,food", "--out", str(tmp_path / "o"),
+             "--no-progress", "--no-cache"])
+    a, b = results_from_tests(r["result"]), results_from_tests(tmp_path / "o" / "results.csv")
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    assert a.model.unique().tolist() == ["tiny-llama"] and a.target.unique().tolist() == [r["settings"]["target"]]
+    ex = Explorer(a)
+    assert ex.report.index.tolist() == [0, 1, 2, 3] and set(ex.concept for _ in [0]) <= {"praise", "food"}
