@@ -3,7 +3,7 @@
     python bench/bench_gcav.py [--size ci|cpu]
 
 Synthetic CAVs of SmolLM2's width (576) with R=10 runs and 45 random-vs-random CAVs per layer, 100 target
-gradients, `GCAVConfig.preset(size)`. Each (layers, concepts) cell runs in its own process so that its peak RSS is
+gradients, `GCAVConfig.preset("fixed", size)` (the default mode). Each (layers, concepts) cell runs in its own process so that its peak RSS is
 its own. Goals: all three stages on 30 layers x 10 concepts in under 2 minutes on 2 cores; TGCAV scoring no
 dearer than one TCAV pass. That is measured twice:
 - scoring only: `GCAV.tgcav_scores` vs `tcav.tcav_scores` on the same precomputed gradients and as many CAVs (the
@@ -20,7 +20,7 @@ def _cell(q, L, C, size, d, R, M, n, threads):
     torch.set_num_threads(threads)
     from gcav_nb.gcav import GCAV, GCAVConfig, synthetic_gcav_problem
     p = synthetic_gcav_problem(L=L, C=C, R=R, M=M, n=n, dims=[d] * L, seed=0)
-    cfg = GCAVConfig.preset(size, seed=0, num_threads=threads)
+    cfg = GCAVConfig.preset("fixed", size, seed=0, num_threads=threads)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     gm = GCAV(p["layers"], p["dims"], p["concepts"], R, cfg).fit(p["cavs"], p["random_cavs"], p["grads"], progress=False)
@@ -51,7 +51,7 @@ def model_pass(size, C, R, threads):
     d = model.cfg.d_model
     prompts = apply_template(load_concepts("praise")["praise"].sample(n, seed=0), ["Review: {text}\nThe sentiment of this review is"])
     p = synthetic_gcav_problem(L=len(hooks), C=C, R=R, M=6, n=8, dims=[d] * len(hooks), seed=0)
-    gm = GCAV(hooks, p["dims"], p["concepts"], R, GCAVConfig.preset("ci", seed=0)).fit(p["cavs"], p["random_cavs"], p["grads"], progress=False)
+    gm = GCAV(hooks, p["dims"], p["concepts"], R, GCAVConfig.preset("fixed", "ci", seed=0)).fit(p["cavs"], p["random_cavs"], p["grads"], progress=False)
     gm.decode()
     cavs = {h: c for h, c in zip(hooks, p["cavs"])}; target = logit(" positive")
     def tcav_pass(): tcav_scores(gradients(model, prompts, hooks, target), cavs)

@@ -5,7 +5,7 @@
 # %% ../nbs/05_gcav.ipynb #616f4a9a
 from __future__ import annotations
 import json, math, time, warnings
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -19,19 +19,39 @@ from scipy import stats
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 import matplotlib.pyplot as plt
-from .config import GcavInputError, seed_everything, get_scale
-from .tcav import sign_scores, correct_pvalues, _per_layer   # TGCAV is TCAV's sign count on the decoded CAVs
+from .config import GcavInputError, seed_everything, get_scale, register_scales, scaled
+from .tcav import sign_scores, correct_pvalues, tcav_pvalues, _per_layer   # TGCAV is TCAV's sign count on the decoded CAVs
 
 # %% auto #0
-__all__ = ['GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm', 'FastDropout', 'LayerAutoencoders', 'AlignmentModel',
-           'FusionModel', 'soft_tcav', 'GCAV', 'synthetic_gcav_problem', 'cav_ttest', 'stability_table',
-           'direction_accuracy', 'concept_map', 'global_concept_map', 'pgd_toward', 'plot_layer_scores', 'GCAVResult',
-           'run_gcav', 'ablations']
+__all__ = ['GCAV_MODES', 'COLLAPSE_COS', 'INSENSITIVE_COS', 'GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm',
+           'FastDropout', 'LayerAutoencoders', 'AlignmentModel', 'FusionModel', 'soft_tcav', 'GCAV',
+           'synthetic_gcav_problem', 'run_cosine', 'concept_cosine', 'cav_ttest', 'stability_table',
+           'direction_accuracy', 'null_negatives', 'GCAVMethod', 'ground_truth_benchmark', 'concept_map',
+           'global_concept_map', 'pgd_toward', 'plot_layer_scores', 'GCAVResult', 'run_gcav', 'ablations']
+
+# %% ../nbs/05_gcav.ipynb #dde9d135
+_CHOICES = dict(positive=("mirror", "random"), negatives=("random", "concepts"), fuse=("transformer", "attention", "mean"),
+                fuse_input=("aligned", "input", "none"), pos_init=("normal", "scaled", "zero"))
+
+def _check_config(cfg):
+    "Raise GcavInputError naming the first bad GCAVConfig field."
+    def bad(k, want): raise GcavInputError(f"GCAVConfig.{k}={getattr(cfg, k)!r}; expected {want}")
+    for k, v in _CHOICES.items():
+        if getattr(cfg, k) not in v: bad(k, f"one of {v}")
+    for k in ("embed_dim", "ae_epochs", "ae_batch_size", "align_steps", "heads", "ff_dim", "fuse_epochs", "fuse_batch_size"):
+        v = getattr(cfg, k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1: bad(k, "an int >= 1")
+    if cfg.ae_noise_copies < 0: bad("ae_noise_copies", ">= 0")
+    if not cfg.ae_hidden or min(cfg.ae_hidden) < 1: bad("ae_hidden", "positive sizes")
+    for k in ("ae_dropout", "align_dropout", "fuse_dropout"):
+        if not 0 <= getattr(cfg, k) < 1: bad(k, "0 <= p < 1")
+    for k in ("tau", "ae_lr", "align_lr", "fuse_lr", "temp_init", "temp_max"):
+        if not getattr(cfg, k) > 0: bad(k, "> 0")
+    if cfg.temp_growth < 1: bad("temp_growth", ">= 1")
+    if cfg.embed_dim % cfg.heads: raise GcavInputError(f"GCAVConfig.embed_dim={cfg.embed_dim} must be divisible by heads={cfg.heads}")
+    if cfg.n_negatives is not None and cfg.n_negatives < 1: bad("n_negatives", "None or >= 1")
 
 # %% ../nbs/05_gcav.ipynb #32f932ae
-_CHOICES = dict(positive=("mirror", "random"), negatives=("random", "concepts"),
-                fuse=("transformer", "attention", "mean"), fuse_input=("aligned", "input", "none"))
-
 @dataclass
 class GCAVConfig:
     "Every GCAV hyperparameter; defaults = the official code's (card §2), dimensions scaled for a CPU (card §4)."
@@ -42,72 +62,65 @@ class GCAVConfig:
     ae_noise_copies:int=100 # noisy copies of each CAV added to the AE training set
     ae_noise_scale:float=0.1 # noise std as a fraction of each CAV's own std
     ae_epochs:int=30 # AE epochs (integrate_main.py)
-    ae_batch_size:int=16
-    ae_lr:float=1e-3
+    ae_batch_size:int=16; ae_lr:float=1e-3
     normalize_inputs:bool=True # unit-normalise CAVs before stage 1 (ours: CAV norms depend on the classifier)
     # stage 2: contrastive cross-layer alignment
     align_hidden:int|None=None # MLP hidden size; None -> 2 * embed_dim (code: 4096 = 2 * 2048)
     align_dropout:float=0.1
     tau:float=0.1 # InfoNCE temperature
-    nce_weight:float=1.0
-    con_weight:float=3.0
+    nce_weight:float=1.0; con_weight:float=3.0
     align_steps:int=1000 # full-batch AdamW steps
-    align_lr:float=1e-3
-    align_weight_decay:float=0.01
+    align_lr:float=1e-3; align_weight_decay:float=0.01
     positive:str="mirror" # 'mirror' (code: layer L-1-l) or 'random' (paper: a random other layer)
     negatives:str="random" # 'random' (code: random-vs-random CAVs of the same layer) or 'concepts' (paper)
     n_negatives:int|None=None # negatives per layer per step; None = all (code)
     # stage 3: fusion into one global CAV
     fuse:str="transformer" # 'transformer' (code), 'attention' (paper: learned query), 'mean' (untrained)
     fuse_input:str="aligned" # 'aligned' (code), 'input' (AE embeddings, no stage 2), 'none' (no fusion)
-    heads:int=4
-    ff_dim:int=256
-    fuse_dropout:float=0.1
-    fuse_epochs:int=30
-    fuse_batch_size:int=4
-    fuse_lr:float=5e-4
+    pos_init:str="normal" # positional encoding P: 'normal' N(0,1) (code; rows of norm ~sqrt(D)), 'scaled' N(0,1/D), 'zero'
+    fuse_residual:bool=False # add the mean aligned CAV to the fusion's output (ours; the code has no such path)
+    heads:int=4; ff_dim:int=256; fuse_dropout:float=0.1
+    fuse_epochs:int=30; fuse_batch_size:int=4; fuse_lr:float=5e-4
     var_weight:float=3.0 # weight of the across-layer variance of the soft TCAV score
     sim_weight:float=1.0 # weight of the similarity to the per-layer decoded aligned CAVs
     temp_init:float=1.0 # soft-TCAV temperature T; T <- min(growth * T, max) at every forward
-    temp_growth:float=1.2
-    temp_max:float=1000.0
-    seed:int=0
-    num_threads:int|None=None # torch threads while fitting (None: leave as is); 1 is fastest for tiny problems
+    temp_growth:float=1.2; temp_max:float=1000.0
+    seed:int=0; num_threads:int|None=None # torch threads while fitting (None: leave as is); 1 is fastest for tiny problems
 
     def __post_init__(self):
         self.ae_hidden = tuple(int(h) for h in (self.ae_hidden if isinstance(self.ae_hidden, (list, tuple)) else (self.ae_hidden,)))
-        for k, v in _CHOICES.items():
-            if getattr(self, k) not in v: raise GcavInputError(f"GCAVConfig.{k}={getattr(self, k)!r}; expected one of {v}")
-        for k in ("embed_dim", "ae_epochs", "ae_batch_size", "align_steps", "heads", "ff_dim", "fuse_epochs", "fuse_batch_size"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise GcavInputError(f"GCAVConfig.{k}={v!r}; expected an int >= 1")
-        for k in ("ae_noise_copies",):
-            if getattr(self, k) < 0: raise GcavInputError(f"GCAVConfig.{k}={getattr(self, k)!r}; expected >= 0")
-        if not self.ae_hidden or min(self.ae_hidden) < 1: raise GcavInputError(f"GCAVConfig.ae_hidden={self.ae_hidden!r}; expected positive sizes")
-        for k in ("ae_dropout", "align_dropout", "fuse_dropout"):
-            if not 0 <= getattr(self, k) < 1: raise GcavInputError(f"GCAVConfig.{k}={getattr(self, k)!r}; expected 0 <= p < 1")
-        for k in ("tau", "ae_lr", "align_lr", "fuse_lr", "temp_init", "temp_max"):
-            if not getattr(self, k) > 0: raise GcavInputError(f"GCAVConfig.{k}={getattr(self, k)!r}; expected > 0")
-        if self.temp_growth < 1: raise GcavInputError(f"GCAVConfig.temp_growth={self.temp_growth!r}; expected >= 1")
-        if self.embed_dim % self.heads: raise GcavInputError(f"GCAVConfig.embed_dim={self.embed_dim} must be divisible by heads={self.heads}")
-        if self.n_negatives is not None and self.n_negatives < 1: raise GcavInputError(f"GCAVConfig.n_negatives={self.n_negatives!r}; expected None or >= 1")
+        _check_config(self)
         if self.align_hidden is None: self.align_hidden = 2 * self.embed_dim
 
-    @classmethod
-    def preset(cls, scale:str|None=None, # 'ci', 'cpu' or 'gpu'; None reads GCAV_NB_SCALE
-               **kw):
-        "The config gcav_nb uses at `scale`: `gpu` = the code's own sizes; `cpu`/`ci` = fewer AE/alignment steps."
-        s = get_scale(scale)
-        base = dict(ci=dict(embed_dim=32, ae_hidden=(64,), ae_noise_copies=4, ae_epochs=8, ae_batch_size=32,
-                            align_steps=60, ff_dim=32, fuse_epochs=10, num_threads=1),
-                    cpu=dict(embed_dim=128, ae_hidden=(256,), ae_noise_copies=10, ae_epochs=30, ae_batch_size=64,
-                             align_steps=300, n_negatives=16),
-                    gpu=dict(embed_dim=2048, ae_hidden=(4096,), align_hidden=4096))[s]
-        return cls(**{**base, **kw})
+# %% ../nbs/05_gcav.ipynb #8457098c
+register_scales("gcav", ci=dict(embed_dim=32, ae_hidden=(64,), ae_noise_copies=4, ae_epochs=8, ae_batch_size=32,
+                                align_steps=60, ff_dim=32, fuse_epochs=10, num_threads=1),
+                        cpu=dict(embed_dim=128, ae_hidden=(256,), ae_noise_copies=10, ae_epochs=30, ae_batch_size=64,
+                                 align_steps=300, n_negatives=16),
+                        gpu=dict(embed_dim=2048, ae_hidden=(4096,), align_hidden=4096))
+
+GCAV_MODES = dict(official=dict(pos_init="normal", fuse_residual=False),  # the code's choices (the dataclass defaults)
+                  fixed=dict(pos_init="zero", fuse_residual=True))        # chosen by `ground_truth_benchmark` below
+
+@patch(as_prop=True)
+def mode(self:GCAVConfig)->str:
+    "'official' or 'fixed' when the fusion's design is that preset's, else 'custom'."
+    return next((m for m, kw in GCAV_MODES.items() if all(getattr(self, k) == v for k, v in kw.items())), "custom")
+
+@patch(cls_method=True)
+def preset(cls:GCAVConfig, mode:str="fixed", # 'fixed' (the global CAV stays a function of its input) or 'official' (the code)
+           scale:str|None=None, # 'ci', 'cpu' or 'gpu' (sizes from the one scale table); None reads GCAV_NB_SCALE
+           **kw)->GCAVConfig:
+    "The config gcav_nb uses: `mode` picks the fusion's design, `scale` its sizes (`config.scaled('gcav', scale)`)."
+    if mode in ("ci", "cpu", "gpu") and scale is None:  # the old preset(scale) call: still read as the scale, with a warning
+        warnings.warn(f"GCAVConfig.preset({mode!r}) reads {mode!r} as the scale; write preset(mode=..., scale={mode!r})", FutureWarning, stacklevel=2)
+        mode, scale = "fixed", mode
+    if mode not in GCAV_MODES: raise GcavInputError(f"GCAVConfig.preset: mode={mode!r}; expected one of {list(GCAV_MODES)}")
+    return cls(**{**scaled("gcav", scale), **GCAV_MODES[mode], **kw})
 
 # %% ../nbs/05_gcav.ipynb #1ebbcef2
 def check_gcav_inputs(cavs, # concept CAVs: Tensor [L, C, R, d] or list of L Tensors [C, R, d_l]
-                      random_cavs, # random-vs-random CAVs: Tensor [L, M, d] or list of [M, d_l]
+                      random_cavs, # random-vs-random CAVs: Tensor [L, M, d], list of [M, d_l] or of [C, M, d_l] (per concept)
                       grads=None, # target gradients: Tensor [L, n, d] or list of [n, d_l]; None skips them
                       layers:list[str]|None=None, # layer names (default '0'..'L-1')
                      )->tuple:
@@ -127,7 +140,7 @@ def check_gcav_inputs(cavs, # concept CAVs: Tensor [L, C, R, d] or list of L Ten
         if C is None: C, R = c.shape[:2]
         if c.shape[:2] != (C, R): raise GcavInputError(f"cavs at layer {layers[l]!r} have {tuple(c.shape[:2])} concepts x runs; layer {layers[0]!r} has {(C, R)}")
         d = c.shape[-1]
-        if rnd[l].ndim != 2 or rnd[l].shape[-1] != d:
+        if rnd[l].ndim not in (2, 3) or rnd[l].shape[-1] != d or rnd[l].shape[:-2] != rnd[0].shape[:-2]:
             raise GcavInputError(f"mismatched width at layer {layers[l]!r}: concept CAVs are {d}-d but random CAVs have shape {tuple(rnd[l].shape)}")
         if grd is not None and (grd[l].ndim != 2 or grd[l].shape[-1] != d):
             raise GcavInputError(f"mismatched width at layer {layers[l]!r}: concept CAVs are {d}-d but gradients have shape {tuple(grd[l].shape)}")
@@ -135,7 +148,7 @@ def check_gcav_inputs(cavs, # concept CAVs: Tensor [L, C, R, d] or list of L Ten
             if not torch.isfinite(t).all(): raise GcavInputError(f"{name} at layer {layers[l]!r} contain NaN or inf")
         if (c.norm(dim=-1) == 0).any(): raise GcavInputError(f"a concept CAV at layer {layers[l]!r} is all zeros")
     if R < 2: raise GcavInputError(f"each concept needs at least 2 CAV runs (one per random set); got {R}")
-    if rnd[0].shape[0] < 1: raise GcavInputError("need at least one random-vs-random CAV per layer (stage-2 negatives)")
+    if rnd[0].shape[-2] < 1: raise GcavInputError("need at least one random-vs-random CAV per layer (stage-2 negatives)")
     if grd is not None and grd[0].shape[0] < 1: raise GcavInputError("need at least one target gradient per layer")
     return cavs, rnd, grd, layers
 
@@ -200,9 +213,10 @@ class FusionModel(nn.Module):
     "Per-concept fusion of L aligned vectors into one global CAV: [G, b, L, D] -> [G, b, D]."
     def __init__(self, G:int, L:int, D:int, cfg:GCAVConfig, gen:torch.Generator|None=None):
         super().__init__()
-        self.kind, self.h = cfg.fuse, cfg.heads
+        self.kind, self.h, self.residual = cfg.fuse, cfg.heads, cfg.fuse_residual
         if self.kind == "mean": return
-        self.pos = nn.Parameter(torch.randn(G, L, D, generator=gen))
+        pos = torch.randn(G, L, D, generator=gen)  # the code: N(0, 1), rows of norm ~sqrt(D) against unit-norm inputs
+        self.pos = nn.Parameter(dict(normal=pos, scaled=pos / math.sqrt(D), zero=torch.zeros(G, L, D))[cfg.pos_init])
         self.q, self.k, self.v, self.o = (GLinear(G, D, D, gen=gen) for _ in range(4))
         self.out = GLinear(G, D, D, gen=gen)
         self.drop = FastDropout(cfg.fuse_dropout)
@@ -224,9 +238,9 @@ class FusionModel(nn.Module):
         if self.kind == "transformer":
             hh = self.ln1(u + self.drop(self._mha(u, u, u)))
             hh = self.ln2(hh + self.drop(self.ff2(F.relu(self.ff1(hh.reshape(G, -1, D)))).reshape(G, b, L, D)))
-            return self.out(hh.mean(2))
-        q = self.query[:, None].expand(G, b, 1, D)
-        return self.out(self._mha(q, u, u).reshape(G, b, D))
+            g = self.out(hh.mean(2))
+        else: g = self.out(self._mha(self.query[:, None].expand(G, b, 1, D), u, u).reshape(G, b, D))
+        return g + z.mean(2) if self.residual else g  # residual: the mean aligned CAV plus what fusion adds
 
 # %% ../nbs/05_gcav.ipynb #b4cc476c
 def soft_tcav(cos:Float[Tensor, "... n"], # cosines between target gradients and a CAV
@@ -288,12 +302,12 @@ def _decode(self:GCAV, z:Float[Tensor, "L n D"])->list[Tensor]:
 GCAV._encode, GCAV._decode = _encode, _decode
 
 # %% ../nbs/05_gcav.ipynb #46e1a66c
-def _fit_stage1(self:GCAV, cavs:list[Tensor], progress:bool=True):
+def _fit_stage1(self:GCAV, cavs:list[Tensor], progress:bool=True, extra:list[Tensor]|None=None):
     cfg = self.cfg; gen = seed_everything(cfg.seed + 1)
     hist = []
     for d, ix in self.groups.items():
         ae = self.aes[str(d)]; ae.train()
-        x = torch.stack([cavs[l].reshape(-1, d) for l in ix])                                      # [G, C*R, d]
+        x = torch.stack([torch.cat([cavs[l].reshape(-1, d)] + ([extra[l].reshape(-1, d)] if extra else [])) for l in ix])  # [G, C*R (+K), d]
         noisy = [x]
         for _ in range(cfg.ae_noise_copies):
             noisy.append(x + torch.randn(x.shape, generator=gen) * cfg.ae_noise_scale * x.std(-1, keepdim=True))
@@ -317,10 +331,10 @@ GCAV._fit_stage1 = _fit_stage1
 
 # %% ../nbs/05_gcav.ipynb #106d7e5f
 def _fit_stage2(self:GCAV, E:Tensor, Erand:Tensor, progress:bool=True):
-    "E: AE embeddings of the concept CAVs [C, L, R, D]; Erand: of the random CAVs [L, M, D]."
+    "E: AE embeddings of the concept CAVs [C, L, R, D]; Erand: of the negatives, per concept [C, L, M, D]."
     cfg = self.cfg; gen = seed_everything(cfg.seed + 2)
     C, L, R, D = E.shape
-    if cfg.negatives == "random": neg = Erand[None].expand(C, -1, -1, -1)                          # [C, L, M, D]
+    if cfg.negatives == "random": neg = Erand                                                    # [C, L, M, D]
     else: neg = torch.stack([torch.cat([E[o] for o in range(C) if o != c], 1) for c in range(C)])  # [C, L, (C-1)R, D]
     M = neg.shape[2]
     X = torch.cat([E, neg], 2)                                                                    # [C, L, R+M, D]
@@ -397,39 +411,52 @@ GCAV._fit_stage3 = _fit_stage3
 # %% ../nbs/05_gcav.ipynb #dc4a7f37
 @patch
 def fit(self:GCAV, cavs, # concept CAVs: Tensor [L, C, R, d] or list of L Tensors [C, R, d_l]
-        random_cavs, # random-vs-random CAVs (stage-2 negatives): Tensor [L, M, d] or list of [M, d_l]
+        random_cavs, # stage-2 negatives: [L, M, d] / list of [M, d_l] (shared), or list of [C, M, d_l] (one set per concept)
         grads, # target gradients, computed once: Tensor [L, n, d] or list of [n, d_l]
         progress:bool=True, # tqdm bar per stage
+        autoencoders:GCAV|None=None, # a fitted GCAV (same layers and widths) whose stage-1 autoencoders are reused
+        ae_extra:list[Tensor]|None=None, # more CAVs per layer [..., d_l] for stage 1's training data (e.g. the null's)
        )->GCAV:
-    "Train the three GCAV stages on these CAVs; returns self."
+    "Train the three GCAV stages on these CAVs (stage 1 skipped when `autoencoders` is given); returns self."
     cavs, rnd, grads, _ = check_gcav_inputs(cavs, random_cavs, grads, self.layers)
     for l, c in enumerate(cavs):
         if c.shape[-1] != self.dims[l]: raise GcavInputError(f"CAVs at layer {self.layers[l]!r} are {c.shape[-1]}-d; this GCAV was built for {self.dims[l]}-d")
         if c.shape[:2] != (len(self.concepts), self.n_runs):
             raise GcavInputError(f"CAVs have {tuple(c.shape[:2])} concepts x runs; this GCAV was built for {(len(self.concepts), self.n_runs)}")
+    if rnd[0].ndim == 3 and rnd[0].shape[0] != len(self.concepts):
+        raise GcavInputError(f"per-concept negatives for {rnd[0].shape[0]} concepts; this GCAV has {len(self.concepts)}")
+    if autoencoders is not None:
+        _check_fitted(autoencoders)
+        if (autoencoders.layers, autoencoders.dims) != (self.layers, self.dims):
+            raise GcavInputError(f"autoencoders= was trained for layers {autoencoders.layers} (widths {autoencoders.dims}), not {self.layers} ({self.dims})")
     if self.cfg.normalize_inputs:
-        cavs = [F.normalize(c, dim=-1) for c in cavs]; rnd = [F.normalize(r, dim=-1) for r in rnd]
+        cavs, rnd = [F.normalize(c, dim=-1) for c in cavs], [F.normalize(r, dim=-1) for r in rnd]
+        ae_extra = ae_extra and [F.normalize(e.float(), dim=-1) for e in ae_extra]
     nt = torch.get_num_threads()
     if self.cfg.num_threads: torch.set_num_threads(self.cfg.num_threads)
-    try: self._fit_all(cavs, rnd, grads, progress)
+    try: self._fit_all(cavs, rnd, grads, progress, autoencoders, ae_extra)
     finally: torch.set_num_threads(nt)
     return self
 
+# %% ../nbs/05_gcav.ipynb #6d780a0a
 @patch
-def _fit_all(self:GCAV, cavs, rnd, grads, progress):
+def _fit_all(self:GCAV, cavs, rnd, grads, progress, autoencoders=None, ae_extra=None):
     t0 = time.perf_counter(); cfg = self.cfg
-    C, L, R = len(self.concepts), len(self.layers), self.n_runs
-    self._fit_stage1(cavs, progress)
+    C, L, R, D = len(self.concepts), len(self.layers), self.n_runs, cfg.embed_dim
+    if autoencoders is None: self._fit_stage1(cavs, progress, ae_extra)
+    else: self.aes.load_state_dict(autoencoders.aes.state_dict()); self.aes.eval(); self.history["stage1"] = autoencoders.history.get("stage1")
     t1 = time.perf_counter()
     with torch.no_grad():
         E = self._encode([c.reshape(C * R, -1) for c in cavs]).reshape(L, C, R, -1).permute(1, 0, 2, 3)  # [C, L, R, D]
-        M = min(r.shape[0] for r in rnd)
-        Erand = self._encode([r[:M] for r in rnd])                                                   # [L, M, D]
+        M = min(r.shape[-2] for r in rnd)
+        Erand = self._encode([r[..., :M, :].reshape(-1, r.shape[-1]) for r in rnd])                 # [L, G*M, D], G = 1 or C
+        Erand = Erand.reshape(L, -1, M, D).permute(1, 0, 2, 3).expand(C, -1, -1, -1)                # [C, L, M, D]
     Z = self._fit_stage2(E, Erand, progress) if cfg.fuse_input == "aligned" else E
     t2 = time.perf_counter()
     if cfg.fuse_input == "none": g = torch.zeros(C, R, cfg.embed_dim); self.history["stage3"] = pd.DataFrame([])
     else: g = self._fit_stage3(Z, grads, progress)
     t3 = time.perf_counter()
+    self.embedded = E  # kept for `diagnostics` (not saved)
     self.aligned.copy_(Z); self.global_cavs.copy_(g); self.fitted.fill_(1)
     self.timing = dict(stage1=t1 - t0, stage2=t2 - t1, stage3=t3 - t2, total=t3 - t0)
 
@@ -461,16 +488,17 @@ def tgcav_scores(self:GCAV, grads)->Float[Tensor, "L C R"]:
 
 # %% ../nbs/05_gcav.ipynb #bc0be420
 def synthetic_gcav_problem(L:int=4, # layers
-                           C:int=2, # concepts
+                           C:int=2, # concepts: c0 is planted (the gradients follow it), the others are irrelevant
                            R:int=6, # runs per concept
                            M:int=15, # random-vs-random CAVs per layer
                            n:int=60, # target gradients per layer
                            dims:list[int]|None=None, # widths (default 24 for every layer)
+                           N:int=6, # null pseudo-concepts (random set i vs the N-1 others), built like irrelevant concepts
                            seed:int=0)->dict:
-    "Synthetic CAVs/gradients with layer-dependent TCAV scores, for tests and demos."
-    g = torch.Generator().manual_seed(seed)
+    "Synthetic CAVs/gradients with layer-dependent TCAV scores and a planted concept c0, for tests and demos."
+    g = torch.Generator().manual_seed(seed); gn = torch.Generator().manual_seed(seed + 1)
     dims = dims or [24] * L
-    cavs, rnd, grads = [], [], []
+    cavs, rnd, grads, null = [], [], [], []
     for l, d in enumerate(dims):
         u = F.normalize(torch.randn(C, d, generator=g), dim=-1)
         noise = 0.3 + 0.5 * l / max(L - 1, 1)
@@ -479,8 +507,60 @@ def synthetic_gcav_problem(L:int=4, # layers
         agree = 0.5 + 0.4 * l / max(L - 1, 1)  # the concept's true effect looks stronger in later layers
         sgn = torch.where(torch.rand(n, generator=g) < agree, 1.0, -1.0)
         grads.append(sgn[:, None] * u[0] + 0.8 * torch.randn(n, d, generator=g) / math.sqrt(d) * 3)
-    return dict(cavs=cavs, random_cavs=rnd, grads=grads, dims=dims, layers=[f"layer{l}" for l in range(L)],
+        w = F.normalize(torch.randn(N, d, generator=gn), dim=-1)                                  # a direction per random set
+        null.append(F.normalize(w[:, None] + noise * torch.randn(N, N - 1, d, generator=gn) / math.sqrt(d) * 3, dim=-1))
+    return dict(cavs=cavs, random_cavs=rnd, grads=grads, null=null, dims=dims, layers=[f"layer{l}" for l in range(L)],
                 concepts=[f"c{c}" for c in range(C)], runs=R)
+
+# %% ../nbs/05_gcav.ipynb #7b80eea9
+COLLAPSE_COS = 0.99  # runs whose mean pairwise cosine exceeds this are copies of one vector, not independent samples
+INSENSITIVE_COS = 0.95  # a fusion whose output for random inputs is this close to its output for the real ones ignores its input
+
+def run_cosine(x:Float[Tensor, "... R d"], # R runs of one concept (any leading axes)
+              )->Float[Tensor, "..."]:
+    "Mean pairwise cosine between the R runs on axis -2 (1.0: all runs are one vector)."
+    u = F.normalize(x.float(), dim=-1); R = u.shape[-2]
+    if R < 2: raise GcavInputError(f"run_cosine needs at least 2 runs on axis -2; got shape {tuple(x.shape)}")
+    return ((u @ u.transpose(-1, -2)).sum((-1, -2)) - R) / (R * (R - 1))
+
+def concept_cosine(x:Float[Tensor, "C R d"], # R runs of each of C concepts
+                  )->Float[Tensor, "C"]:
+    "Per concept: mean cosine of its mean direction to the other concepts' mean directions (NaN for one concept)."
+    m = F.normalize(F.normalize(x.float(), dim=-1).mean(1), dim=-1); C = len(m)
+    if C < 2: return torch.full((C,), float("nan"))
+    return ((m @ m.T).sum(1) - 1) / (C - 1)
+
+# %% ../nbs/05_gcav.ipynb #362b7094
+@patch
+def diagnostics(self:GCAV, seed:int=0, # seed of the random inputs the fusion is probed with
+                warn:bool=True, # warn when runs collapse or the fusion ignores its input
+               )->pd.DataFrame:
+    "Per concept: run-to-run cosine after each stage, decoded concept-to-concept cosine, the fusion's input sensitivity."
+    _check_fitted(self)
+    C, L, R, D = self.aligned.shape
+    emb = getattr(self, "embedded", None)
+    dec = self.decode()
+    with torch.no_grad():
+        z = self.aligned.permute(0, 2, 1, 3)                                                          # [C, R, L, D]
+        rnd = F.normalize(torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
+        sens = F.cosine_similarity(self.fuser(z), self.fuser(rnd), dim=-1).mean(-1) if self.cfg.fuse_input != "none" else torch.full((C,), float("nan"))
+    df = pd.DataFrame(dict(concept=self.concepts,
+        run_cos_embedded=run_cosine(emb).mean(1).numpy() if emb is not None else np.nan,            # after stage 1 (AE)
+        run_cos_aligned=run_cosine(self.aligned).mean(1).numpy(),                                    # after stage 2
+        run_cos_global=run_cosine(self.global_cavs).numpy() if self.cfg.fuse_input != "none" else np.nan,  # after stage 3
+        run_cos_decoded=torch.stack([run_cosine(d) for d in dec]).mean(0).numpy(),                   # decoded, mean over layers
+        concept_cos_decoded=torch.stack([concept_cosine(d) for d in dec]).mean(0).numpy(),
+        input_sensitivity=sens.numpy()))
+    df["runs_collapsed"] = df.run_cos_decoded > COLLAPSE_COS
+    df["fusion_ignores_input"] = df.input_sensitivity > INSENSITIVE_COS
+    if warn: _warn_diagnostics(df)
+    return df
+
+def _warn_diagnostics(df:pd.DataFrame):
+    for col, what in (("runs_collapsed", f"the decoded CAVs of its runs have mean cosine > {COLLAPSE_COS}: TGCAV's runs are not independent samples"),
+                      ("fusion_ignores_input", f"the fusion gives nearly the same output (cosine > {INSENSITIVE_COS}) for random inputs: the global CAV ignores the CAVs")):
+        bad = df.concept[df[col]].tolist()
+        if bad: warnings.warn(f"GCAV {col.replace('_', ' ')} for {bad[:5]}{'...' if len(bad) > 5 else ''}: {what}", stacklevel=3)
 
 # %% ../nbs/05_gcav.ipynb #3e2f2bd2
 @patch
@@ -585,6 +665,104 @@ def direction_accuracy(v:Float[Tensor, "d"], # a CAV
     acc = ((ptr[None] > th[:, None]).float().mean(1) + (ntr[None] <= th[:, None]).float().mean(1)) / 2
     t = th[acc.argmax()]
     return float(((pte > t).float().mean() + (nte <= t).float().mean()) / 2)
+
+# %% ../nbs/05_gcav.ipynb #f0744ffd
+def null_negatives(null:list[Tensor], # per layer [N, N-1, d_l]: row i = random set i vs each other set, in order
+                  )->list[Tensor]:
+    "Stage-2 negatives for each null pseudo-concept: the null CAVs that involve none of its own random set, [N, M, d_l]."
+    N, Rn = null[0].shape[:2]
+    if N < 3 or Rn != N - 1: raise GcavInputError(f"null_negatives expects N >= 3 rows of N-1 runs (set i vs each other set); got {N} x {Rn}")
+    others = [[k for k in range(N) if k != j] for j in range(N)]
+    keep = [[(j, r) for j in range(N) if j != i for r in range(Rn) if others[j][r] != i] for i in range(N)]  # (N-1)(N-2) each
+    ix = torch.tensor(keep)                                                                           # [N, M, 2]
+    return [x[ix[..., 0], ix[..., 1]] for x in null]
+
+# %% ../nbs/05_gcav.ipynb #d2fa1164
+def _same(a:list[Tensor], b:list[Tensor])->bool: return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
+
+class GCAVMethod:
+    "GCAV as a CAV method of the concept pipeline: `fit` on the concept CAVs, `transform` any CAV stack through it."
+    def __init__(self, config:GCAVConfig|None=None, # GCAV hyperparameters (default `GCAVConfig.preset()`: fixed mode)
+                 name:str|None=None, # the `method` column; default 'TGCAV-official' or 'TGCAV-fixed' from the config
+                 seed:int|None=None): # GCAV's own seed; None: the pipeline's
+        self.cfg = config or GCAVConfig.preset()
+        self.name = name or f"TGCAV-{self.cfg.mode}"
+        self.seed, self.gcav, self._stacks = seed, None, []
+
+    def __repr__(self): return f"GCAVMethod({self.name!r}, fitted={self.gcav is not None})"
+
+# %% ../nbs/05_gcav.ipynb #1ab959f5
+@patch
+def fit(self:GCAVMethod, cavs, # per layer [C, R, d_l]: concept-vs-random CAVs
+        null, # per layer [N, R', d_l]: random-vs-random CAVs as N pseudo-concepts (row i: set i vs the others)
+        grads, # per layer [n, d_l]: target gradients
+        *, layers:list[str]|None=None, concepts:list[str]|None=None, seed:int=0, progress:bool=True)->GCAVMethod:
+    "Train GCAV on the concept CAVs (the autoencoders also learn the null CAVs; stage-2 negatives: the null CAVs); returns self."
+    null = _per_layer(null, "null")
+    cavs, flat, grads, layers = check_gcav_inputs(cavs, [n.reshape(-1, n.shape[-1]) for n in null], grads, layers)
+    if null[0].ndim != 3 or null[0].shape[1] < 2: raise GcavInputError(f"null must be per layer [N, R', d] with R' >= 2 runs; got {tuple(null[0].shape)}")
+    C, R = cavs[0].shape[:2]
+    concepts = [str(c) for c in (concepts or range(C))]
+    if len(concepts) != C: raise GcavInputError(f"{len(concepts)} concept names for {C} concepts of CAVs")
+    cfg = replace(self.cfg, seed=self.seed if self.seed is not None else seed)
+    self.gcav = GCAV(layers, [c.shape[-1] for c in cavs], concepts, R, cfg).fit(cavs, flat, grads, progress=progress, ae_extra=flat)
+    self._cavs, self._null, self._grads, self._stacks = cavs, null, grads, [(cavs, self.gcav)]
+    self.diagnostics(warn=True)
+    return self
+
+# %% ../nbs/05_gcav.ipynb #b494d218
+@patch
+def transform(self:GCAVMethod, cavs, # per layer [X, R, d_l]: any stack of CAVs (the concepts, the null, ...)
+             )->list[Tensor]:
+    "Each row's decoded global CAVs, per layer [X, R, d_l] (unit norm): stages 2-3 run for a stack not seen before."
+    if self.gcav is None: raise GcavInputError("GCAVMethod.transform before fit: call .fit(cavs, null, grads) first")
+    cavs = _per_layer(cavs, "cavs")
+    for seen, gm in self._stacks:
+        if _same(cavs, seen): return gm.decode()
+    if len(cavs) != len(self.gcav.layers) or cavs[0].ndim != 3: raise GcavInputError(
+        f"transform takes per layer [X, R, d_l] for the {len(self.gcav.layers)} fitted layers; got {len(cavs)} of {tuple(cavs[0].shape)}")
+    X, R = cavs[0].shape[:2]
+    is_null = _same(cavs, self._null)  # each pseudo-concept gets the null CAVs that share no random set with it
+    negs = null_negatives(self._null) if is_null and X >= 3 and R == X - 1 else [n.reshape(-1, n.shape[-1]) for n in self._null]
+    names = [f"{'null' if is_null else 'row'}_{i}" for i in range(X)]
+    gm = GCAV(self.gcav.layers, self.gcav.dims, names, R, self.gcav.cfg).fit(cavs, negs, self._grads, progress=False, autoencoders=self.gcav)
+    self._stacks.append((cavs, gm))
+    return gm.decode()
+
+@patch
+def diagnostics(self:GCAVMethod, warn:bool=False)->dict:
+    "GCAV's checks for the pipeline: per-concept table (`GCAV.diagnostics`), and whether any runs collapsed or the fusion ignores its input."
+    if self.gcav is None: raise GcavInputError("GCAVMethod.diagnostics before fit")
+    t = pd.concat([gm.diagnostics(warn=warn) for _, gm in self._stacks], ignore_index=True)
+    return dict(table=t, runs_collapsed=bool(t.runs_collapsed.any()), fusion_ignores_input=bool(t.fusion_ignores_input.any()),
+                max_run_cos=float(t.run_cos_decoded.max()), max_input_sensitivity=float(t.input_sensitivity.max()))
+
+# %% ../nbs/05_gcav.ipynb #172f8dad
+def _pseudo_test(sc:Tensor, sn:Tensor, alpha:float, correction:str)->tuple[np.ndarray, np.ndarray]:
+    "Significant and direction [L, X] of scores sc [L, X, R] against null scores sn [L, N, R'] (pseudo-concept test)."
+    N, Rn = sn.shape[1:]
+    pairs = [(i, j) for i in range(N) for j in range(Rn)]   # only the row (pseudo-concept) index matters to the test
+    p = tcav_pvalues(sc, sn.reshape(len(sn), -1), "pseudo", random_pairs=pairs)
+    return correct_pvalues(p, correction) <= alpha, np.sign(sc.mean(-1).numpy() - sn.mean((1, 2))[:, None].numpy())
+
+def ground_truth_benchmark(problem:dict, # `synthetic_gcav_problem(...)`: c0 planted, the other concepts irrelevant
+                           methods:dict, # name -> GCAVMethod (or None: plain TCAV, the CAVs as they are)
+                           alpha:float=0.05, correction:str="bonferroni", seed:int=0, progress:bool=False)->pd.DataFrame:
+    "Per method: share of layers where the planted concept is detected, irrelevant and null concepts flagged, run independence."
+    cavs, null, grads = problem["cavs"], problem["null"], problem["grads"]
+    N = null[0].shape[0]; rows = []
+    for name, m in methods.items():
+        if m is not None: m.fit(cavs, null, grads, layers=problem["layers"], concepts=problem["concepts"], seed=seed, progress=progress)
+        tc, tn = (cavs, null) if m is None else (m.transform(cavs), m.transform(null))
+        sc, sn = sign_scores(grads, tc), sign_scores(grads, tn)                                        # [L, C, R], [L, N, R']
+        ind_c = torch.stack([run_cosine(t) for t in tc]).numpy() <= COLLAPSE_COS                     # [L, C]: a test is refused where False
+        ind_n = torch.stack([run_cosine(t) for t in tn]).numpy() <= COLLAPSE_COS                     # [L, N]
+        sig, sgn = _pseudo_test(sc, sn, alpha, correction); sig &= ind_c
+        fl = [_pseudo_test(sn[:, i:i + 1], sn[:, [j for j in range(N) if j != i]], alpha, correction)[0][:, 0] & ind_n[:, i] for i in range(N)]
+        rows.append(dict(method=name, planted_detected=(sig[:, 0] & (sgn[:, 0] > 0)).mean(), irrelevant_flagged=sig[:, 1:].mean() if sig.shape[1] > 1 else np.nan,
+                         null_flagged=float(np.mean(fl)), runs_independent=float(ind_c.mean()), run_cos=float(torch.stack([run_cosine(x) for x in tc]).mean()),
+                         input_sensitivity=np.nan if m is None else m.diagnostics()["max_input_sensitivity"]))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/05_gcav.ipynb #8630696b
 def concept_map(acts:Float[Tensor, "n C H W"], # activations of a conv layer

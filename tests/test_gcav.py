@@ -88,3 +88,60 @@ def test_run_gcav_rejects_a_concept_with_one_example():
         run_gcav(cnn, x, {"c": x}, [x, x], ["relu1"], class_logit(0))
     with pytest.raises(GcavInputError, match="at least 2 random sets"):
         run_gcav(cnn, x, {"c": x}, [x], ["relu1", "relu2"], class_logit(0))
+
+
+# --- issue 9: diagnostics, the two modes, a null that goes through GCAV -------------------------------------------
+from gcav_nb.gcav import GCAVMethod, ground_truth_benchmark, null_negatives, run_cosine, COLLAPSE_COS, INSENSITIVE_COS
+from gcav_nb.config import scale_table
+
+@pytest.fixture(scope="module")
+def gt_problem(): return synthetic_gcav_problem(L=4, C=2, R=6, M=10, N=6, n=60, dims=[32] * 4, seed=0)
+
+def _gfit(p, mode, **kw):  # ci sizes but the cpu embedding width (128): P's rows have norm ~sqrt(128) as at cpu, where the collapse was found
+    return GCAV(p["layers"], p["dims"], p["concepts"], p["runs"], GCAVConfig.preset(mode, "ci", embed_dim=128, **kw)).fit(
+        p["cavs"], p["random_cavs"], p["grads"], progress=False)
+
+def test_presets_are_modes_times_scales():
+    "preset(mode, scale): the mode sets the fusion's design, the scale the sizes from config's one table."
+    o, f = GCAVConfig.preset("official", "cpu"), GCAVConfig.preset("fixed", "cpu")
+    assert (o.pos_init, o.fuse_residual, o.mode) == ("normal", False, "official")
+    assert f.mode == "fixed" and (f.pos_init, f.fuse_residual) != (o.pos_init, o.fuse_residual)
+    assert o.embed_dim == f.embed_dim == 128
+    assert "gcav" in set(scale_table().reset_index().iloc[:, 0]) or "gcav" in str(scale_table())
+    with pytest.raises(GcavInputError, match="mode='best'"): GCAVConfig.preset("best")
+
+def test_official_fusion_ignores_its_input_and_the_fixed_one_does_not(gt_problem):
+    "The official design (P ~ N(0,1)) gives the same output for random inputs, and the diagnostics warn; the fixed mode reads its input."
+    with pytest.warns(UserWarning, match="fusion ignores input"): d_off = _gfit(gt_problem, "official").diagnostics()
+    assert (d_off.input_sensitivity > INSENSITIVE_COS).all() and d_off.fusion_ignores_input.all()
+    d_fix = _gfit(gt_problem, "fixed").diagnostics(warn=False)
+    assert (d_fix.input_sensitivity < INSENSITIVE_COS).all()
+    assert (d_fix.run_cos_decoded < d_off.run_cos_decoded).all()
+
+def test_collapsed_runs_are_flagged():
+    "Runs that are copies of one vector have run cosine 1 and are flagged; orthogonal runs are not."
+    assert float(run_cosine(torch.ones(1, 4, 8))) > COLLAPSE_COS
+    assert float(run_cosine(torch.eye(4)[None])) == 0.0
+
+def test_null_goes_through_gcav(gt_problem):
+    "transform(null) trains stages 2-3 for every pseudo-concept (negatives share no random set with it) and decodes them."
+    m = GCAVMethod(GCAVConfig.preset("fixed", "ci")).fit(gt_problem["cavs"], gt_problem["null"], gt_problem["grads"], progress=False)
+    tn = m.transform(gt_problem["null"])
+    assert [t.shape for t in tn] == [(6, 5, 32)] * 4
+    assert m._stacks[-1][1].concepts == [f"null_{i}" for i in range(6)]
+    assert not any(torch.allclose(a, b) for a, b in zip(tn, gt_problem["null"]))
+    neg = null_negatives(gt_problem["null"])
+    assert neg[0].shape == (6, 20, 32)
+
+def test_gcav_method_refuses_bad_use(gt_problem):
+    "transform before fit, and a null that is not [N, R', d] per layer, fail with clear errors."
+    m = GCAVMethod(GCAVConfig.preset("fixed", "ci"))
+    with pytest.raises(GcavInputError, match="before fit"): m.transform(gt_problem["cavs"])
+    with pytest.raises(GcavInputError, match="null must be"):
+        m.fit(gt_problem["cavs"], [n[:, 0] for n in gt_problem["null"]], gt_problem["grads"], progress=False)
+
+def test_random_concepts_through_gcav_are_rarely_significant(gt_problem):
+    "Each of the 6 null pseudo-concepts, sent through the fixed GCAV and tested against the rest: significant at <= 5% of layers."
+    p = synthetic_gcav_problem(L=4, C=2, R=10, M=10, N=10, n=100, dims=[64] * 4, seed=3)   # 10 draws x 4 layers
+    r = ground_truth_benchmark(p, {"fixed": GCAVMethod(GCAVConfig.preset("fixed", "ci"))}).iloc[0]
+    assert r.null_flagged <= 0.05
