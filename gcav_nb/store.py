@@ -5,6 +5,7 @@
 # %% ../nbs/09_store.ipynb #d36c1d82
 from __future__ import annotations
 import hashlib, itertools, json, random, warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 import torch
@@ -19,7 +20,7 @@ from .models import resolve_hooks
 from .data import text_corpus
 
 # %% auto #0
-__all__ = ['MANIFEST', 'DTYPES', 'default_bos', 'corpus_documents', 'token_blocks', 'ActivationStore']
+__all__ = ['MANIFEST', 'DTYPES', 'default_bos', 'corpus_documents', 'corpus_id', 'token_blocks', 'ActivationStore']
 
 # %% ../nbs/09_store.ipynb #00c110ef
 def default_bos(model)->bool:
@@ -27,16 +28,24 @@ def default_bos(model)->bool:
     return bool(getattr(model.cfg, "default_prepend_bos", True))
 
 def corpus_documents(corpus:str|list[str], # a `text_corpus` name or a list of strings
-                    )->tuple[list[str], str]:
-    "The non-blank documents of `corpus` and an id for it (name or 'list', and the sha256 of the documents)."
-    if isinstance(corpus, str): docs, kind = text_corpus(corpus), corpus
-    elif isinstance(corpus, (list, tuple)): docs, kind = list(corpus), "list"
+                    )->list[str]:
+    "The non-blank documents of `corpus` (checked: strings, at least one)."
+    if isinstance(corpus, str): docs = text_corpus(corpus)
+    elif isinstance(corpus, (list, tuple)): docs = list(corpus)
     else: raise TypeError(f"corpus must be a text_corpus name or a list of strings, got {type(corpus).__name__}")
     if bad := [i for i, d in enumerate(docs) if not isinstance(d, str)][:3]:
         raise TypeError(f"corpus documents {bad} are not strings (first: {type(docs[bad[0]]).__name__})")
     docs = [d for d in docs if d.strip()]
-    if not docs: raise GcavInputError(f"the corpus {kind!r} is empty: no non-blank documents")
-    return docs, f"{kind}:{hashlib.sha256(json.dumps(docs).encode()).hexdigest()[:12]}"
+    if not docs: raise GcavInputError(f"the corpus {corpus if isinstance(corpus, str) else 'list'!r} is empty: no non-blank documents")
+    return docs
+
+def corpus_id(corpus:str|list[str], # what was passed as corpus
+              docs:list[str], # its documents (`corpus_documents`)
+             )->str:
+    "Name (or 'list') and the sha256 of the documents: what a store records as its corpus."
+    h = hashlib.sha256()
+    for d in docs: h.update(len(d).to_bytes(8, "little")); h.update(d.encode())
+    return f"{corpus if isinstance(corpus, str) else 'list'}:{h.hexdigest()[:12]}"
 
 # %% ../nbs/09_store.ipynb #d909d613
 def _int(name:str, v, lo:int, hi:int|None=None, why:str=""):
@@ -70,6 +79,12 @@ def _pack(tok, docs:list[str], ctx:int, n_blocks:int, bos:bool, sep:int, chunk:i
         buf = buf[p:]
     warnings.warn(f"the corpus ran out after {made} blocks of {ctx} tokens ({made * ctx:,} tokens), fewer than the {n_blocks} asked")
 
+def _blocks(model, docs:list[str], ctx:int, n_tokens:int, prepend_bos:bool|None, seed:int|None):
+    "`token_blocks` on checked documents."
+    bos = default_bos(model) if prepend_bos is None else bool(prepend_bos)
+    if seed is not None: docs = random.Random(seed).sample(docs, len(docs))
+    return _pack(model.tokenizer, docs, ctx, n_tokens // ctx, bos, _separator(model, bos))
+
 def token_blocks(model, # a language model (TransformerBridge): its tokenizer and context length are used
                  corpus:str|list[str], # a `text_corpus` name ("brown", "pydoc", ...) or a list of documents
                  ctx:int=128, # tokens per block (2 .. the model's context)
@@ -79,10 +94,7 @@ def token_blocks(model, # a language model (TransformerBridge): its tokenizer an
                 )->Iterator[Int[Tensor, "ctx"]]:
     "A lazy stream of `n_tokens // ctx` packed blocks of exactly `ctx` token ids each (no padding)."
     _check_blocks(model, ctx, n_tokens)
-    docs, _ = corpus_documents(corpus)
-    bos = default_bos(model) if prepend_bos is None else bool(prepend_bos)
-    if seed is not None: docs = random.Random(seed).sample(docs, len(docs))
-    return _pack(model.tokenizer, docs, ctx, n_tokens // ctx, bos, _separator(model, bos))
+    return _blocks(model, corpus_documents(corpus), ctx, n_tokens, prepend_bos, seed)
 
 # %% ../nbs/09_store.ipynb #04018df5
 MANIFEST = "manifest.json"
@@ -148,12 +160,28 @@ def _forward(model, tokens:Int[Tensor, "batch ctx"], state:dict):
         raise GcavInputError(f"hook(s) {missing} did not fire in the forward pass")
 
 # %% ../nbs/09_store.ipynb #5b461b74
+def _run_shards(model, blocks, state:dict, path:Path, key:dict, shards:list, bar, batch_size:int)->dict:
+    "Fill the shard buffers from `blocks`; each full shard is written in a thread while the next one is computed."
+    ctx, sb, d, pending, spare = key["ctx"], key["shard_blocks"], {}, None, {}
+    with ThreadPoolExecutor(1) as pool:
+        while chunk := list(itertools.islice(blocks, sb)):
+            toks = torch.stack(chunk)                                                # [blocks, ctx]
+            for s in range(0, len(toks), batch_size):
+                state["row"] = s * ctx; _forward(model, toks[s:s + batch_size], state); bar.update(len(toks[s:s + batch_size]))
+            d = {n: state["bufs"][n].shape[1] for n in state["names"]}
+            tensors = {**{n: state["bufs"][n][:len(toks) * ctx] for n in state["names"]}, "tokens": toks.to(torch.int32)}
+            if pending is not None: shards.append(pending.result()); _save_manifest(path, key, d, shards, complete=False)
+            pending = pool.submit(_write_shard, path, len(shards), tensors)
+            state["bufs"], spare = spare, state["bufs"]                              # two buffer sets, reused in turn
+        if pending is not None: shards.append(pending.result())
+    return d
+
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
-def _store_key(model, names:list[str], corpus_id:str, ctx:int, n_tokens:int, shard_tokens:int, dtype, bos:bool, sep:int, seed)->dict:
+def _store_key(model, names:list[str], cid:str, ctx:int, n_tokens:int, shard_tokens:int, dtype, bos:bool, sep:int, seed)->dict:
     "What decides a store's content: a second build with the same key resumes, with another key is refused."
     return dict(format=1, model=str(getattr(model, "gcav_name", type(model).__name__)), revision=str(getattr(model, "gcav_revision", "unknown")),
-                hooks=names, ctx=ctx, prepend_bos=bos, separator=sep, corpus=corpus_id, seed=seed, n_blocks=n_tokens // ctx,
+                hooks=names, ctx=ctx, prepend_bos=bos, separator=sep, corpus=cid, seed=seed, n_blocks=n_tokens // ctx,
                 shard_blocks=shard_tokens // ctx, dtype=str(dtype).removeprefix("torch."))
 
 def _resume(path:Path, key:dict)->tuple[list, dict, bool]:
@@ -176,7 +204,7 @@ def build(cls:ActivationStore, model, # a language model (TransformerBridge)
           path:str|Path, # the store's folder (created; a build there with the same arguments resumes)
           ctx:int=128, # tokens per block
           n_tokens:int=100_000, # tokens to store (rounded down to whole blocks)
-          shard_tokens:int=65_536, # rows per shard (rounded down to whole blocks); memory is about this x sum(d) x dtype size
+          shard_tokens:int=65_536, # rows per shard (rounded down to whole blocks); memory is about 2 x this x sum(d) x dtype size
           batch_size:int=16, # blocks per forward pass
           dtype:torch.dtype=torch.float32, # stored dtype: float32, float16 or bfloat16
           prepend_bos:bool|None=None, # blocks start with BOS (None: the model's default)
@@ -188,25 +216,18 @@ def build(cls:ActivationStore, model, # a language model (TransformerBridge)
     _int("shard_tokens", shard_tokens, ctx, None, f" (at least one block of ctx={ctx})")
     if dtype not in DTYPES: raise GcavInputError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     names = resolve_hooks(model, hooks)
-    docs, cid = corpus_documents(corpus)
+    docs = corpus_documents(corpus)
     bos = default_bos(model) if prepend_bos is None else bool(prepend_bos)
-    key = _store_key(model, names, cid, ctx, n_tokens, shard_tokens, dtype, bos, _separator(model, bos), seed)
+    key = _store_key(model, names, corpus_id(corpus, docs), ctx, n_tokens, shard_tokens, dtype, bos, _separator(model, bos), seed)
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     shards, d, complete = _resume(path, key)
     if complete: return cls(path)
     sb = key["shard_blocks"]; done = len(shards) * sb
-    blocks = itertools.islice(token_blocks(model, docs, ctx, n_tokens, bos, seed), done, None)   # written blocks: tokenized, not run
+    blocks = itertools.islice(_blocks(model, docs, ctx, n_tokens, bos, seed), done, None)   # written blocks: tokenized, not run
     state = dict(names=names, bufs={}, dtype=dtype, shard_rows=sb * ctx, device=next(model.parameters()).device)
     with torch.no_grad(), model.hooks(fwd_hooks=_writers(names, state)), \
          tqdm(total=key["n_blocks"], initial=done, desc=f"store {len(names)} hook(s)", unit="block", disable=not progress) as bar:
-        while chunk := list(itertools.islice(blocks, sb)):
-            toks = torch.stack(chunk)                                                # [blocks, ctx]
-            for s in range(0, len(toks), batch_size):
-                state["row"] = s * ctx; _forward(model, toks[s:s + batch_size], state); bar.update(len(toks[s:s + batch_size]))
-            d = {n: state["bufs"][n].shape[1] for n in names}
-            tensors = {**{n: state["bufs"][n][:len(toks) * ctx] for n in names}, "tokens": toks.to(torch.int32)}
-            shards.append(_write_shard(path, len(shards), tensors))
-            _save_manifest(path, key, d, shards, complete=False)
+        d = _run_shards(model, blocks, state, path, key, shards, bar, batch_size) or d
     if not shards: raise GcavInputError(f"the corpus gave no complete block of {ctx} tokens")
     _save_manifest(path, key, d, shards, complete=True)
     return cls(path)

@@ -57,12 +57,12 @@ def test_build_bad_input_fails_before_work(model, corpus, tmp_path, monkeypatch,
     assert not (tmp_path/"s"/"manifest.json").exists()
 
 def test_blocks_are_packed_without_padding_and_deterministic(model, corpus):
-    "Every block has exactly ctx tokens, starts with BOS (the model's default), and the stream is reproducible."
-    a = list(token_blocks(model, corpus, 32, 4096, seed=5)); b = list(token_blocks(model, corpus, 32, 4096, seed=5))
+    "Every block has exactly ctx tokens (BOS first with prepend_bos=True, EOS separators without), reproducible per seed."
+    a = list(token_blocks(model, corpus, 32, 4096, True, seed=5)); b = list(token_blocks(model, corpus, 32, 4096, True, seed=5))
     assert len(a) == 128 and all(x.shape == (32,) and x.dtype == torch.long for x in a)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert {int(x[0]) for x in a} == {model.tokenizer.bos_token_id}
-    assert not all(torch.equal(x, y) for x, y in zip(a, token_blocks(model, corpus, 32, 4096, seed=6)))
+    assert not all(torch.equal(x, y) for x, y in zip(a, token_blocks(model, corpus, 32, 4096, True, seed=6)))
     eos = list(token_blocks(model, corpus, 32, 4096, prepend_bos=False))
     assert int(eos[0][0]) == model.tokenizer.eos_token_id and model.tokenizer.bos_token_id not in torch.cat(eos).tolist()
 
@@ -70,7 +70,7 @@ def test_store_matches_the_model(model, built):
     "Stored rows equal run_with_cache's activations for the stored tokens; manifest records the settings."
     assert len(built) == 2048 and len(built.shards) == 4 and built.hooks == HOOKS
     k = built.manifest["key"]
-    assert (k["ctx"], k["prepend_bos"], k["dtype"], k["model"]) == (32, True, "float32", "tiny-llama")
+    assert (k["ctx"], k["prepend_bos"], k["dtype"], k["model"]) == (32, store.default_bos(model), "float32", "tiny-llama")
     toks = built.read(2, "tokens").long()
     with torch.no_grad(): _, cache = model.run_with_cache(toks, names_filter=HOOKS)
     for h in HOOKS: torch.testing.assert_close(built.read(2, h), cache[h].reshape(-1, cache[h].shape[-1]), rtol=1e-5, atol=1e-5)
