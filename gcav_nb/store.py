@@ -27,6 +27,7 @@ def default_bos(model)->bool:
     "Whether blocks for `model` start with BOS by default (the Bridge's `cfg.default_prepend_bos`, as `models.tokenize`)."
     return bool(getattr(model.cfg, "default_prepend_bos", True))
 
+# %% ../nbs/09_store.ipynb #ab06b1e5
 def corpus_documents(corpus:str|list[str], # a `text_corpus` name or a list of strings
                     )->list[str]:
     "The non-blank documents of `corpus` (checked: strings, at least one)."
@@ -39,6 +40,7 @@ def corpus_documents(corpus:str|list[str], # a `text_corpus` name or a list of s
     if not docs: raise GcavInputError(f"the corpus {corpus if isinstance(corpus, str) else 'list'!r} is empty: no non-blank documents")
     return docs
 
+# %% ../nbs/09_store.ipynb #e90e7096
 def corpus_id(corpus:str|list[str], # what was passed as corpus
               docs:list[str], # its documents (`corpus_documents`)
              )->str:
