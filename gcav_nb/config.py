@@ -186,12 +186,16 @@ def atomic_folder(final:str|Path, # the folder to create or replace (missing par
     return final
 
 # %% ../nbs/00_config.ipynb #a9644b67
-def _comments(src:str)->dict[int, str]:
-    "Line number -> text of each comment in `src`."
-    toks = tokenize.generate_tokens(io.StringIO(src).readline)
-    return {t.start[0]: t.string[1:].strip() for t in toks if t.type == tokenize.COMMENT}
+def _line_comment(line:str)->str|None:
+    "The comment on one source line, tokenized alone (a '#' inside a string is no comment), or None."
+    if "#" not in line: return None
+    try:
+        for t in tokenize.generate_tokens(io.StringIO(line.strip()).readline):
+            if t.type == tokenize.COMMENT: return t.string[1:].strip()
+    except (tokenize.TokenError, SyntaxError): pass
+    return None
 
-def _arg_comments(node:ast.AST, comments:dict[int, str])->dict[str, str]:
+def _arg_comments(node:ast.AST, lines:list[str])->dict[str, str]:
     "Parameter (and 'return') -> its comment, for one def (or a dataclass's fields), as docments reads them."
     if isinstance(node, ast.ClassDef):
         locs = {a.lineno: a.target.id for a in node.body if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)}
@@ -201,23 +205,24 @@ def _arg_comments(node:ast.AST, comments:dict[int, str])->dict[str, str]:
         if node.returns is not None: locs[node.returns.lineno] = "return"
     out = {}
     for line, name in locs.items():
-        if line in comments: out[name] = comments[line]; continue
-        above = []
-        while line - 1 in comments and line - 1 not in locs: line -= 1; above.insert(0, comments[line])
+        c = _line_comment(lines[line - 1])
+        if c is not None: out[name] = c; continue
+        above = []   # else: the comment-only lines just above
+        while line > 1 and line - 1 not in locs and lines[line - 2].lstrip().startswith("#"): line -= 1; above.insert(0, lines[line - 1].strip()[1:].strip())
         if above: out[name] = " ".join(above)
     return out
 
 def _param_docs(src:str)->dict[tuple, dict[str, str]]:
     "('def', first line) or ('class', qualname) -> {parameter: comment}, for every def and class in `src`."
-    comments, out = _comments(src), {}
+    src = textwrap.dedent(src); lines, out = src.splitlines(), {}
     def walk(body, prefix):
         for n in body:
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                out[("def", min([n.lineno, *(d.lineno for d in n.decorator_list)]))] = _arg_comments(n, comments)
+                out[("def", min([n.lineno, *(d.lineno for d in n.decorator_list)]))] = _arg_comments(n, lines)
             elif isinstance(n, ast.ClassDef):
-                out[("class", prefix + n.name)] = _arg_comments(n, comments)
+                out[("class", prefix + n.name)] = _arg_comments(n, lines)
                 walk(n.body, prefix + n.name + ".")
-    walk(ast.parse(textwrap.dedent(src)).body, "")
+    walk(ast.parse(src).body, "")
     return out
 
 # %% ../nbs/00_config.ipynb #e21bc1fb
