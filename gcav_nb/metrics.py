@@ -162,7 +162,7 @@ def kl_vs_model(model, # a language model (TransformerBridge)
         clean, hooked = model(t), model.run_with_hooks(t, fwd_hooks=hooks)     # [b, L, vocab] each
         for i, r in enumerate(range(rows.start, rows.stop)):                   # a row at a time: float64 [L, vocab]
             out[r, :t.shape[1]] = kl_divergence(clean[i], hooked[i], reduction="none", mask=m[i]).cpu()
-    return _reduce(out, reduction, None) if reduction == "none" else float(_reduce(out, reduction, None))
+    return out if reduction == "none" else float(_reduce(out, reduction, None))
 
 # %% ../nbs/09a_metrics.ipynb #5574a265
 def _mean_recorder(acc:dict)->Callable:
@@ -194,7 +194,7 @@ def ce_loss_recovered(model, # a language model (TransformerBridge)
                       batch_size:int=8, # texts per forward pass
                       prepend_bos:bool|None=None, # with texts: as `models.tokenize`
                       progress:bool=True, # a tqdm bar over batches
-                     )->dict:
+                     )->dict: # ce_clean, ce_replaced, ce_ablated (nats) and recovered
     "The fraction of next-token loss a replacement at `hook` recovers, (CE_abl - CE_rep)/(CE_abl - CE_clean), with the three losses."
     if ablation not in ("zero", "mean"): raise GcavInputError(f"ablation={ablation!r}; expected 'zero' or 'mean'")
     if not callable(replace_fn): raise TypeError(f"replace_fn must be callable (activation -> replacement), got {replace_fn!r}")

@@ -153,7 +153,7 @@ def train_loop(model:nn.Module, # the module to train (every parameter with requ
                progress:bool=True, # a tqdm bar
                log_every:int=10, # steps between history rows (and validations)
                num_threads:int|None=None, # torch threads during the loop (restored after); None leaves the setting
-              )->pd.DataFrame:
+              )->pd.DataFrame: # step, train_loss, val_loss, lr, time; attrs best_step, best_val_loss, stopped_early
     "Train `model` on minibatches of `train_data`; the history has one row per `log_every` steps."
     total = _check_train_args(model, loss_fn, train_data, val_data, steps, epochs, lr, batch_size, patience, grad_clip, log_every, seed)
     params = [p for p in model.parameters() if p.requires_grad]; device = params[0].device
