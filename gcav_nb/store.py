@@ -16,16 +16,11 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 from .config import GcavInputError, UnknownNameError, atomic_write
-from .models import resolve_hooks
+from .models import resolve_hooks, default_prepend_bos
 from .data import text_corpus
 
 # %% auto #0
-__all__ = ['MANIFEST', 'DTYPES', 'default_bos', 'corpus_documents', 'corpus_id', 'token_blocks', 'ActivationStore']
-
-# %% ../nbs/09_store.ipynb #00c110ef
-def default_bos(model)->bool:
-    "Whether blocks for `model` start with BOS by default (the Bridge's `cfg.default_prepend_bos`, as `models.tokenize`)."
-    return bool(getattr(model.cfg, "default_prepend_bos", True))
+__all__ = ['MANIFEST', 'DTYPES', 'corpus_documents', 'corpus_id', 'token_blocks', 'ActivationStore']
 
 # %% ../nbs/09_store.ipynb #ab06b1e5
 def corpus_documents(corpus:str|list[str], # a `text_corpus` name or a list of strings
@@ -83,7 +78,7 @@ def _pack(tok, docs:list[str], ctx:int, n_blocks:int, bos:bool, sep:int, chunk:i
 
 def _blocks(model, docs:list[str], ctx:int, n_tokens:int, prepend_bos:bool|None, seed:int|None):
     "`token_blocks` on checked documents."
-    bos = default_bos(model) if prepend_bos is None else bool(prepend_bos)
+    bos = default_prepend_bos(model) if prepend_bos is None else bool(prepend_bos)
     if seed is not None: docs = random.Random(seed).sample(docs, len(docs))
     return _pack(model.tokenizer, docs, ctx, n_tokens // ctx, bos, _separator(model, bos))
 
@@ -91,7 +86,7 @@ def token_blocks(model, # a language model (TransformerBridge): its tokenizer an
                  corpus:str|list[str], # a `text_corpus` name ("brown", "pydoc", ...) or a list of documents
                  ctx:int=128, # tokens per block (2 .. the model's context)
                  n_tokens:int=100_000, # tokens wanted (rounded down to whole blocks)
-                 prepend_bos:bool|None=None, # every block starts with BOS (None: the model's default, `default_bos`)
+                 prepend_bos:bool|None=None, # every block starts with BOS (None: as the model's tokenizer does, `models.default_prepend_bos`)
                  seed:int|None=None, # shuffle the documents with this seed first; None keeps the corpus order
                 )->Iterator[Int[Tensor, "ctx"]]:
     "A lazy stream of `n_tokens // ctx` packed blocks of exactly `ctx` token ids each (no padding)."
@@ -219,7 +214,7 @@ def build(cls:ActivationStore, model, # a language model (TransformerBridge)
     if dtype not in DTYPES: raise GcavInputError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     names = resolve_hooks(model, hooks)
     docs = corpus_documents(corpus)
-    bos = default_bos(model) if prepend_bos is None else bool(prepend_bos)
+    bos = default_prepend_bos(model) if prepend_bos is None else bool(prepend_bos)
     key = _store_key(model, names, corpus_id(corpus, docs), ctx, n_tokens, shard_tokens, dtype, bos, _separator(model, bos), seed)
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     shards, d, complete = _resume(path, key)

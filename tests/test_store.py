@@ -5,7 +5,7 @@ import torch
 import gcav_nb.store as store
 from gcav_nb.config import GcavInputError, UnknownNameError
 from gcav_nb.data import text_corpus
-from gcav_nb.models import load_model
+from gcav_nb.models import load_model, default_prepend_bos
 from gcav_nb.store import ActivationStore, token_blocks
 
 HOOKS = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
@@ -70,7 +70,7 @@ def test_store_matches_the_model(model, built):
     "Stored rows equal run_with_cache's activations for the stored tokens; manifest records the settings."
     assert len(built) == 2048 and len(built.shards) == 4 and built.hooks == HOOKS
     k = built.manifest["key"]
-    assert (k["ctx"], k["prepend_bos"], k["dtype"], k["model"]) == (32, store.default_bos(model), "float32", "tiny-llama")
+    assert (k["ctx"], k["prepend_bos"], k["dtype"], k["model"]) == (32, default_prepend_bos(model), "float32", "tiny-llama")
     toks = built.read(2, "tokens").long()
     with torch.no_grad(): _, cache = model.run_with_cache(toks, names_filter=HOOKS)
     for h in HOOKS: torch.testing.assert_close(built.read(2, h), cache[h].reshape(-1, cache[h].shape[-1]), rtol=1e-5, atol=1e-5)
