@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _results import append_results, write_growth  # noqa: E402  (bench/ is on sys.path when run as a script)
-from gcav_nb.cav import fit_cavs, split_indices
+from gcav_nb.cav import fit_cavs, split_indices, set_key
 
 SIZES = dict(ci=dict(L=6, C=4, R=10, d=576, n=50), cpu=dict(L=30, C=4, R=10, d=576, n=50))
 
@@ -51,7 +51,7 @@ def sklearn_loop(layers, concepts, randoms, C, seed):
         for c, cx in concepts.items():
             for ri, rx in enumerate(randoms):
                 X1, X0 = cx[h], rx[h]; m = min(len(X1), len(X0))
-                (p_tr, p_te), (q_tr, q_te) = split_indices(c, len(X1), m, 0.33, seed, ri), split_indices(f"random_{ri}", len(X0), m, 0.33, seed, ri)
+                (p_tr, p_te), (q_tr, q_te) = split_indices(set_key(cx), len(X1), m, 0.33, seed, ri), split_indices(set_key(rx), len(X0), m, 0.33, seed, ri)
                 Xtr = torch.cat([X1[p_tr], X0[q_tr]]).numpy(); ytr = np.r_[np.ones(len(p_tr)), np.zeros(len(q_tr))]
                 Xte = torch.cat([X1[p_te], X0[q_te]]).numpy(); yte = np.r_[np.ones(len(p_te)), np.zeros(len(q_te))]
                 clf = LogisticRegression(C=C, max_iter=1000).fit(Xtr, ytr)   # scikit-learn defaults (lbfgs, tol 1e-4)

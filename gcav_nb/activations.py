@@ -13,10 +13,12 @@ from torch import Tensor
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from .config import GcavInputError, UnknownNameError, cache_dir, all_finite
+from torch import nn
+from .config import GcavInputError, UnknownNameError, cache_dir, all_finite, atomic_write
 
 # %% auto #0
-__all__ = ['POOLINGS', 'Captured', 'capture', 'pool', 'Activations', 'collect', 'collect_sets']
+__all__ = ['POOLINGS', 'Captured', 'capture', 'pool', 'length_batches', 'padding_fraction', 'Activations', 'tensor_digest',
+           'collect', 'collect_sets']
 
 # %% ../nbs/02_activations.ipynb #005c7568
 class _StopForward(Exception):
@@ -121,6 +123,31 @@ def pool(act:Tensor, # [b, pos, ...] activation of one hook
         raise GcavInputError(f"pooling weights are zero on every real token of batch row(s) {(tot[:, 0] == 0).nonzero()[:, 0].tolist()}")
     return (act * w[..., None]).sum(1) / tot
 
+# %% ../nbs/02_activations.ipynb #e89211e6
+def length_batches(n:int, # number of texts
+                   batch_size:int, # texts per batch
+                   lengths:Tensor|None, # [n] token counts; None: batches in input order
+                  )->list[Tensor]: # row indices of each batch
+    "Batches of rows sorted by token length (longest first, ties in input order), or in input order."
+    order = torch.arange(n) if lengths is None else torch.sort(lengths, descending=True, stable=True).indices
+    return list(order.split(batch_size))
+
+def padding_fraction(batches:list[Tensor], # row indices per batch
+                     lengths:Tensor, # [n] token counts
+                    )->float:
+    "Share of the token slots of `batches` that are padding."
+    slots = sum(len(b) * int(lengths[b].max()) for b in batches)
+    return 1 - int(lengths.sum()) / slots
+
+def _effective_bos(model, prepend_bos:bool|None)->bool|None:
+    "The BOS choice `models.tokenize` makes for `prepend_bos` on this model (None for models without a tokenizer)."
+    if prepend_bos is not None and not isinstance(prepend_bos, bool): raise TypeError(f"prepend_bos must be True, False or None, got {prepend_bos!r}")
+    if getattr(model, "tokenizer", None) is None: return None
+    if prepend_bos is not None: return prepend_bos
+    from gcav_nb import models
+    if hasattr(models, "default_prepend_bos"): return bool(models.default_prepend_bos(model))
+    return bool(getattr(model.cfg, "default_prepend_bos", True))
+
 # %% ../nbs/02_activations.ipynb #064eb063
 class Activations(dict):
     "Hook name -> Tensor [n, d] (or [n, pos, d] for pooling='all'); `.meta` provenance, `.mask` [n, pos] for 'all'."
@@ -135,25 +162,31 @@ def _sha(*parts)->str:
     for p in parts: h.update(p if isinstance(p, bytes) else str(p).encode())
     return h.hexdigest()[:12]
 
-def _tensor_hash(t:Tensor)->str:
+def tensor_digest(t:Tensor, # any tensor (any dtype, any device)
+                 )->str: # 64 hex digits
+    "sha256 of a tensor's dtype, shape and bytes: the checksum stored beside every saved tensor."
     t = t.detach().cpu().contiguous()
-    return _sha(str(t.dtype), tuple(t.shape), t.view(torch.uint8).reshape(-1).numpy().tobytes() if t.numel() else b"")
+    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    if t.numel(): h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
-def _as_examples(data):
-    "(examples, kind 'text'|'tensor', data hash, name) from a ConceptSet, list of str or tensor."
-    name = getattr(data, "name", None)
+def _as_examples(data, name:str|None=None):
+    "(examples, kind 'text'|'tensor', data hash, name) from a ConceptSet, list of str or tensor; errors name the set."
+    name = getattr(data, "name", None) or name
+    what = f"set {name!r}" if name else "data"
     h = getattr(data, "hash", None)
     ex = data.examples if hasattr(data, "examples") else data
     if isinstance(ex, Tensor):
-        if not ex.is_floating_point(): raise TypeError(f"image/tensor data must be floating point, got dtype {ex.dtype}")
-        if ex.ndim < 2: raise GcavInputError(f"tensor data must be [n, ...] with n examples, got shape {tuple(ex.shape)}")
-        if len(ex) == 0: raise GcavInputError("data is empty: expected at least one example")
-        return ex, "tensor", h or _tensor_hash(ex), name
-    if isinstance(ex, str): raise TypeError("data must be a list of strings, not a single string")
+        if not ex.is_floating_point():
+            raise TypeError(f"{what}: image/tensor data must be floating point (scaled or normalised images), got dtype {ex.dtype}")
+        if ex.ndim < 2: raise GcavInputError(f"{what}: tensor data must be [n, ...] with n examples (images [n, C, H, W]), got shape {tuple(ex.shape)}")
+        if len(ex) == 0: raise GcavInputError(f"{what} is empty: expected at least one example")
+        return ex, "tensor", h or tensor_digest(ex)[:12], name
+    if isinstance(ex, str): raise TypeError(f"{what} must be a list of strings, not a single string")
     ex = list(ex)
-    if len(ex) == 0: raise GcavInputError("data is empty: expected at least one example")
+    if len(ex) == 0: raise GcavInputError(f"{what} is empty: expected at least one example")
     if bad := [i for i, e in enumerate(ex) if not isinstance(e, str)][:5]:
-        raise TypeError(f"data items {bad} are not strings (first: {type(ex[bad[0]]).__name__}); expected a list of str")
+        raise TypeError(f"{what}: items {bad} are not strings (first: {type(ex[bad[0]]).__name__}); expected a list of str")
     return ex, "text", h or _sha(json.dumps(ex)), name
 
 def _weights_fingerprint(model)->str:
@@ -171,7 +204,7 @@ def _model_device(model)->torch.device:
 # %% ../nbs/02_activations.ipynb #0b2feea6
 def _pooling_key(pooling)->str:
     if isinstance(pooling, str): return pooling
-    if isinstance(pooling, Tensor): return "mask:" + _tensor_hash(pooling)
+    if isinstance(pooling, Tensor): return "mask:" + tensor_digest(pooling)[:12]
     return "callable:" + getattr(pooling, "__qualname__", repr(pooling))
 
 def _check_pooling(pooling, n, kind):
@@ -182,35 +215,147 @@ def _check_pooling(pooling, n, kind):
             raise GcavInputError(f"pooling mask has shape {tuple(pooling.shape)}; expected [n={n}, pos]")
     elif not callable(pooling): raise GcavInputError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}, a mask tensor or a callable")
 
+# %% ../nbs/02_activations.ipynb #d74129db
+def _first_layer(model)->nn.Module|None:
+    "The first conv or linear module of a torch model (what its input must fit), or None."
+    if not isinstance(model, nn.Module): return None
+    return next((m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))), None)
+
+def _check_tensor_input(model, x:Tensor, name:str|None)->Tensor:
+    "Images/tensors checked against the model's first layer (channels) and cast to the model's dtype; errors name the set."
+    what = f"set {name!r}" if name else "the data"
+    first = _first_layer(model)
+    if isinstance(first, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        nd, c = len(first.kernel_size) + 2, first.in_channels
+        if x.ndim != nd or x.shape[1] != c:
+            want = ", ".join(["n", str(c), *"HWD"[:nd - 2]]) if nd <= 5 else f"n, {c}, ..."
+            raise GcavInputError(f"{what} has shape {tuple(x.shape)}; the model's first layer ({first}) expects [{want}]")
+    elif isinstance(first, nn.Linear) and x.ndim == 2 and x.shape[1] != first.in_features:
+        raise GcavInputError(f"{what} has shape {tuple(x.shape)}; the model's first layer ({first}) expects [n, {first.in_features}]")
+    p = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+    return x.to(p.dtype) if p is not None and p.is_floating_point() and x.dtype != p.dtype else x
+
 # %% ../nbs/02_activations.ipynb #9764868b
-def _atomic_save(tensors:dict, path:Path, meta:dict):
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={k: str(v) for k, v in meta.items()})
-    os.replace(tmp, path)
+def _save_checked(tensors:dict, path:Path, key:dict):
+    "Write `tensors` atomically with the request key and a sha256 per tensor in the metadata."
+    t = {k: v.contiguous() for k, v in tensors.items()}
+    md = {"gcav_key": json.dumps(key), "sha256": json.dumps({k: tensor_digest(v) for k, v in t.items()})}
+    atomic_write(path, lambda tmp: save_file(t, str(tmp), metadata=md))
 
 def _read_checked(path:Path, key:dict, names:list[str], rows:int|None)->tuple[dict|None, str|None]:
-    "Load a cache file; (tensors, None) if it matches `key` and has every hook with `rows` rows, else (None, why)."
+    "Load a cache file; (tensors, None) if it matches `key`, its checksums and has every hook with `rows` rows, else (None, why)."
     try:
         with safe_open(str(path), framework="pt") as f:
             md = f.metadata() or {}
-            try: got = json.loads(md.get("gcav_key", "{}"))
+            try: got, sums = json.loads(md.get("gcav_key", "{}")), json.loads(md.get("sha256", "{}"))
             except json.JSONDecodeError: return None, "its metadata is unreadable"
             if diff := [f"{k}: cached {got.get(k)!r}, requested {key[k]!r}" for k in key if got.get(k) != key[k]]:
                 return None, "it was built for a different request (" + "; ".join(diff) + ")"
             out = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e: return None, f"it cannot be read ({type(e).__name__}: {e})"
+    if bad := [k for k in out if sums.get(k) != tensor_digest(out[k])]:
+        return None, f"tensor(s) {bad[:3]} do not match their checksums (the values were corrupted or edited)"
     if missing := [n for n in names if n not in out]: return None, f"it lacks hook(s) {missing}"
     if rows is not None and (bad := [n for n in names if out[n].shape[0] != rows]):
         return None, f"hook(s) {bad} have the wrong number of rows (expected {rows})"
     return out, None
 
 def _cache_folder(cache, key)->Path|None:
+    "The cache folder for `key` (created), None without a cache; a file or an uncreatable folder is a clear error."
     if cache is False or cache is None: return None
     if cache is True: return cache_dir("activations", f"{key['model'].replace('/', '--')}-{_sha(json.dumps(key, sort_keys=True))}")
-    p = Path(cache); p.mkdir(parents=True, exist_ok=True)
+    if not isinstance(cache, (str, os.PathLike)): raise TypeError(f"cache must be True, False or a folder path, got {type(cache).__name__}")
+    p = Path(cache)
+    if p.exists() and not p.is_dir(): raise GcavInputError(f"cache={str(p)!r} is a file; expected a folder (or cache=True for the default one)")
+    try: p.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise GcavInputError(f"cannot create the cache folder {str(p)!r}: {e.strerror or e}") from None
+    if not os.access(p, os.W_OK | os.X_OK): raise GcavInputError(f"the cache folder {str(p)!r} is not writable")
     return p
 
 # %% ../nbs/02_activations.ipynb #1b07cad6
+def _collect_key(model, data_hash, n, names, pooling, kind, max_length, batch_size, bos, by_length)->dict:
+    "Everything that decides a cached result: model (name, revision, weights), data, hooks, pooling, batching, BOS."
+    return dict(format="acts/2", model=str(getattr(model, "gcav_name", type(model).__name__)),
+                revision=str(getattr(model, "gcav_revision", "unknown")), weights=_weights_fingerprint(model), data=data_hash, n=n,
+                hooks=names, pooling=_pooling_key(pooling) if kind == "text" else "flatten", max_length=max_length,
+                batch_size=batch_size, order="length" if by_length else "input", prepend_bos=bos)
+
+def _cached_batches(part:Path|None, batches:list[Tensor], key:dict, names:list[str])->dict[int, dict]:
+    "The finished batches of an interrupted run that pass every check; a bad one is deleted (and redone) with a warning."
+    done = {}
+    if part is None: return done
+    part.mkdir(exist_ok=True)
+    for i, rows in enumerate(batches):
+        f = part/f"batch_{i:05d}.safetensors"
+        if not f.exists(): continue
+        got, why = _read_checked(f, key, names, len(rows))
+        if got is None: warnings.warn(f"activation cache batch {f} is not used because {why}; recomputing it"); f.unlink()
+        else: done[i] = got
+    return done
+
+# %% ../nbs/02_activations.ipynb #517baf74
+def _run_batches(model, examples, kind, tokens, am, names, pooling, batches, done, part, key, stop_early, progress, label, bos_id)->dict:
+    "Forward every batch not in `done`; hook -> [n, ...] in input order (ragged 'all' parts zero-padded at the end)."
+    n, device = len(examples), _model_device(model)
+    res, ragged, cur = {}, {}, {}
+    def put(i, out):
+        rows = batches[i]
+        for nm, v in out.items():
+            if v.ndim == 2 and nm != "__mask__":
+                if nm not in res: res[nm] = torch.empty((n, v.shape[1]), dtype=torch.float32)
+                res[nm][rows] = v
+            else: ragged.setdefault(nm, {})[i] = v
+    for i, out in done.items(): put(i, out)
+    def reduce(name, t):
+        t = t.float()
+        if kind == "tensor": return t.reshape(t.shape[0], -1)
+        return pool(t, cur["am"], pooling if not isinstance(pooling, Tensor) else cur["mask"], tokens=cur["tok"], bos_id=bos_id)
+    modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}   # restored exactly at the end
+    model.eval()
+    todo = [i for i in range(len(batches)) if i not in done]
+    try:
+        with torch.no_grad(), capture(model, names, reduce=reduce, stop_early=stop_early) as acts:   # hooks added once
+            for i in tqdm(todo, desc=f"collect {label or ''}".strip(), disable=not progress or not todo):
+                out = _forward_batch(model, acts, examples, kind, tokens, am, pooling, batches[i], cur, device, label)
+                put(i, out)
+                if part is not None: _save_checked(out, part/f"batch_{i:05d}.safetensors", key)
+    finally:
+        for m, t in modes.items(): m.training = t
+    for nm, got in ragged.items():                              # "all": every text padded to the longest
+        shape = [max(p.shape[j] for p in got.values()) for j in range(1, next(iter(got.values())).ndim)]
+        res[nm] = torch.zeros(n, *shape, dtype=next(iter(got.values())).dtype)
+        for i, p in got.items(): res[nm][(batches[i], *[slice(0, s) for s in p.shape[1:]])] = p
+    return {nm: res[nm] for nm in names + (["__mask__"] if "__mask__" in res else [])}
+
+# %% ../nbs/02_activations.ipynb #55026e72
+def _forward_batch(model, acts, examples, kind, tokens, am, pooling, rows, cur, device, label)->dict[str, Tensor]:
+    "One forward pass over the rows `rows`: hook -> pooled float32 CPU activations, checked for firing and finiteness."
+    if kind == "text":
+        bam = am[rows]; keep = bam.sum(0) > 0                    # drop columns that are padding in the whole batch
+        cur.update(tok=tokens[rows][:, keep].to(device), am=bam[:, keep].to(device),
+                   mask=pooling[rows] if isinstance(pooling, Tensor) else None)
+        args, kw = (cur["tok"],), dict(attention_mask=cur["am"])
+    else: args, kw = (examples[rows].to(device),), {}
+    acts.reset()
+    try: model(*args, **kw)
+    except _StopForward: pass
+    except RuntimeError as e:
+        if kind != "tensor": raise
+        what = f"set {label!r}" if label else "the data"
+        raise GcavInputError(f"the model failed on {what} (examples of shape {tuple(examples.shape[1:])}, {examples.dtype}): {e}") from e
+    acts.check_fired()
+    out = {}
+    for nm in acts.names:
+        v = acts[nm].float().cpu()
+        if not all_finite(v):
+            bad = rows[(~torch.isfinite(v.reshape(len(v), -1))).any(1)]
+            raise GcavInputError(f"non-finite (NaN/inf) activations at hook {nm!r} for example(s) {bad.tolist()[:10]}")
+        out[nm] = v
+    if kind == "text" and isinstance(pooling, str) and pooling == "all":
+        out["__mask__"] = cur["am"].gather(1, _left_align(cur["am"])).cpu()
+    return out
+
+# %% ../nbs/02_activations.ipynb #9f2cdb99
 def collect(model, # a hooked model (`load_model` / `wrap_module`)
             data, # a `ConceptSet`, a list of texts, or an image tensor [n, C, H, W]
             hooks:str|list[str]|Callable, # hook names, a glob (`blocks.*.hook_resid_post`) or a predicate
@@ -222,98 +367,37 @@ def collect(model, # a hooked model (`load_model` / `wrap_module`)
             max_length:int|None=None, # longest text in tokens (None: the model's context)
             on_long:str="error", # "error" or "truncate" for texts longer than `max_length`
             stop_early:bool=True, # stop each forward pass after the last requested hook (skips the unembedding)
+            sort_by_length:bool=True, # batch texts of similar length together (little padding); rows stay in input order
+            prepend_bos:bool|None=None, # prepend BOS (None: as `models.tokenize` decides for this model); kept in `.meta`
            )->Activations: # hook -> float32 CPU [n, d] ([n, pos, d] for "all")
     "Activations at every requested hook from one forward pass per batch, pooled over real tokens."
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise GcavInputError(f"batch_size must be a positive int, got {batch_size!r}")
     examples, kind, data_hash, data_name = _as_examples(data)
-    n = len(examples)
-    names = _resolve(model, hooks)
+    if kind == "tensor": examples = _check_tensor_input(model, examples, data_name)
+    n, names = len(examples), _resolve(model, hooks)
     _check_pooling(pooling, n, kind)
-    device = _model_device(model)
-    tokens = am = None
+    tokens = am = lengths = None
+    bos = _effective_bos(model, prepend_bos) if kind == "text" else None
     if kind == "text":
         from gcav_nb.models import tokenize
-        tokens, am = tokenize(model, examples, padding_side=padding_side, max_length=max_length, on_long=on_long)
-    bos_id = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
-    key = dict(model=str(getattr(model, "gcav_name", type(model).__name__)), revision=str(getattr(model, "gcav_revision", "unknown")),
-               weights=_weights_fingerprint(model), data=data_hash, n=n, hooks=names,
-               pooling=_pooling_key(pooling) if kind == "text" else "flatten", max_length=max_length, batch_size=batch_size)
-    meta = dict(model=key["model"], revision=key["revision"], data_hash=data_hash, data_name=data_name, hooks=names,
-                pooling=key["pooling"], n=n)
+        tokens, am = tokenize(model, examples, padding_side=padding_side, max_length=max_length, on_long=on_long, prepend_bos=bos)
+        lengths = am.sum(1)
+    batches = length_batches(n, batch_size, lengths if sort_by_length else None)
+    key = _collect_key(model, data_hash, n, names, pooling, kind, max_length, batch_size, bos, sort_by_length and kind == "text")
+    meta = dict(model=key["model"], revision=key["revision"], data_hash=data_hash, data_name=data_name, hooks=names, pooling=key["pooling"],
+                n=n, prepend_bos=bos, padding=None if lengths is None else round(padding_fraction(batches, lengths), 4))
     folder = _cache_folder(cache, key)
     final = folder/"acts.safetensors" if folder else None
     if final is not None and final.exists():
         got, why = _read_checked(final, key, names, n)
-        if got is not None:
-            return Activations({k: got[k] for k in names}, meta=meta, mask=got.get("__mask__"))
-        warnings.warn(f"activation cache {final} is not used because {why}; rebuilding it")
-        final.unlink()
+        if got is not None: return Activations({k: got[k] for k in names}, meta=meta, mask=got.get("__mask__"))
+        warnings.warn(f"activation cache {final} is not used because {why}; rebuilding it"); final.unlink()
     part = folder/"partial" if folder else None
-    if part is not None: part.mkdir(exist_ok=True)
-    starts = list(range(0, n, batch_size))
-    done: dict[int, dict] = {}
-    if part is not None:
-        for i, s in enumerate(starts):
-            f = part/f"batch_{i:05d}.safetensors"
-            if not f.exists(): continue
-            got, why = _read_checked(f, key, names, min(batch_size, n - s))
-            if got is None:
-                warnings.warn(f"activation cache batch {f} is not used because {why}; recomputing it"); f.unlink()
-            else: done[i] = got
-    res, ragged = {}, {}                                      # [n, d] results are filled batch by batch; "all" parts are padded at the end
-    def put(i, out):
-        s = starts[i]
-        for nm, v in out.items():
-            if v.ndim == 2 and nm != "__mask__":
-                if nm not in res: res[nm] = torch.empty((n, v.shape[1]), dtype=torch.float32)
-                res[nm][s:s + len(v)] = v
-            else: ragged.setdefault(nm, {})[i] = v
-    for i, out in done.items(): put(i, out)
-    cur = {}
-    def reduce(name, t):
-        t = t.float()
-        if kind == "tensor": return t.reshape(t.shape[0], -1)
-        return pool(t, cur["am"], pooling if not isinstance(pooling, Tensor) else cur["mask"], tokens=cur["tok"], bos_id=bos_id)
-    modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}   # restored exactly at the end
-    model.eval()
-    todo = [i for i in range(len(starts)) if i not in done]
-    try:
-        with torch.no_grad(), capture(model, names, reduce=reduce, stop_early=stop_early) as acts:   # hooks added once
-            for i in tqdm(todo, desc=f"collect {data_name or ''}".strip(), disable=not progress or not todo):
-                s = starts[i]; e = min(s + batch_size, n)
-                if kind == "text":
-                    bam = am[s:e]; keep = bam.sum(0) > 0           # drop columns that are padding in the whole batch
-                    cur.update(tok=tokens[s:e][:, keep].to(device), am=bam[:, keep].to(device),
-                               mask=pooling[s:e] if isinstance(pooling, Tensor) else None)
-                    args, kw = (cur["tok"],), dict(attention_mask=cur["am"])
-                else:
-                    args, kw = (examples[s:e].to(device),), {}
-                acts.reset()
-                try: model(*args, **kw)
-                except _StopForward: pass
-                acts.check_fired()
-                out = {}
-                for nm in names:
-                    v = acts[nm].float().cpu()
-                    if not all_finite(v):
-                        rows = (~torch.isfinite(v.reshape(len(v), -1))).any(1).nonzero()[:, 0] + s
-                        raise GcavInputError(f"non-finite (NaN/inf) activations at hook {nm!r} for example(s) {rows.tolist()[:10]}")
-                    out[nm] = v
-                if kind == "text" and isinstance(pooling, str) and pooling == "all":
-                    out["__mask__"] = cur["am"].gather(1, _left_align(cur["am"])).cpu()
-                put(i, out)
-                if part is not None: _atomic_save(out, part/f"batch_{i:05d}.safetensors", {"gcav_key": json.dumps(key)})
-    finally:
-        for m, t in modes.items(): m.training = t
-    for nm, got in ragged.items():                               # "all": pad every batch to the longest text
-        parts = [got[i] for i in range(len(starts))]
-        P = max(p.shape[1] for p in parts)
-        res[nm] = torch.cat([torch.nn.functional.pad(p, (0, 0, 0, P - p.shape[1]) if p.ndim == 3 else (0, P - p.shape[1])) for p in parts])
-    res = {nm: res[nm] for nm in names + (["__mask__"] if "__mask__" in res else [])}
-    if final is not None:
-        _atomic_save(res, final, {"gcav_key": json.dumps(key)})
-        shutil.rmtree(part, ignore_errors=True)
+    bos_id = getattr(getattr(model, "tokenizer", None), "bos_token_id", None) if bos else None
+    res = _run_batches(model, examples, kind, tokens, am, names, pooling, batches, _cached_batches(part, batches, key, names),
+                       part, key, stop_early, progress, data_name, bos_id)
+    if final is not None: _save_checked(res, final, key); shutil.rmtree(part, ignore_errors=True)
     mask = res.pop("__mask__", None)
     return Activations(res, meta=meta, mask=mask)
 
@@ -332,9 +416,15 @@ def collect_sets(model, # a hooked model
     if not items: raise GcavInputError("no sets given")
     if len({k for k, _ in items}) != len(items): raise GcavInputError(f"set names repeat: {[k for k, _ in items]}")
     if isinstance(pooling, Tensor): raise GcavInputError("collect_sets takes no mask tensor; call collect per set with its own mask")
-    parts = [(k,) + _as_examples(x) for k, x in items]
+    parts = [(k,) + _as_examples(x, name=k) for k, x in items]
     kinds = {p[2] for p in parts}
     if len(kinds) > 1: raise GcavInputError(f"sets mix texts and tensors: {[(p[0], p[2]) for p in parts]}")
+    if kinds == {"tensor"}:
+        k0, x0 = parts[0][:2]
+        for k, x, *_ in parts:
+            if x.shape[1:] != x0.shape[1:]:
+                raise GcavInputError(f"set {k!r} has examples of shape {tuple(x.shape[1:])}, set {k0!r} {tuple(x0.shape[1:])}: every set needs the same [C, H, W]")
+        parts = [(k, _check_tensor_input(model, x, k), *rest) for k, x, *rest in parts]
     allx = torch.cat([p[1] for p in parts]) if kinds == {"tensor"} else [e for p in parts for e in p[1]]
     acts = collect(model, allx, hooks, pooling=pooling, **kwargs)
     out, s = {}, 0

@@ -15,30 +15,41 @@ from torch import Tensor
 from jaxtyping import Float
 from safetensors import safe_open
 from safetensors.torch import save_file
+from typing import NamedTuple
+from fastcore.basics import patch
 from scipy.linalg import get_lapack_funcs
-from .config import GcavInputError, UnknownNameError, all_finite
+from .config import GcavInputError, UnknownNameError, all_finite, atomic_write
+from .activations import tensor_digest
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'split_indices', 'dual_logistic', 'ConceptVector', 'CAVSet', 'fit_cavs', 'fit_random_cavs',
-           'fit_tcav_cavs', 'fit_relative_cavs']
+__all__ = ['CLASSIFIERS', 'CAVSET_FORMAT', 'set_key', 'split_indices', 'dual_logistic', 'ConceptVector', 'CAVSet', 'fit_cavs',
+           'fit_random_cavs', 'fit_tcav_cavs', 'fit_relative_cavs', 'Split', 'heldout_accuracy']
 
 # %% ../nbs/03_cav.ipynb #6167ba14
 CLASSIFIERS = ("logistic", "mean_diff")
 
-def _set_perm(name:str, n:int, seed:int, salt:int)->Tensor:
-    "A permutation of range(n) that depends only on the set's name, the seed and a salt (not on the set's role)."
-    s = int(hashlib.sha256(f"{seed}|{salt}|{name}".encode()).hexdigest()[:15], 16)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(s))
+def set_key(acts:Mapping[str, Tensor], # one set's activations, hook -> [n, d] (`collect` output or a plain dict)
+           )->str: # 12 hex digits
+    "The content key that seeds a set's split: `meta['data_hash']` (the examples' hash) if known, else a hash of its first tensor."
+    h = (getattr(acts, "meta", None) or {}).get("data_hash")
+    if isinstance(h, str) and h and h != "unknown": return h
+    return tensor_digest(next(iter(acts.values())).float())[:12]
 
-def split_indices(name:str, # the set's name (part of the seed, so each set gets its own split)
+def _check_test_frac(test_frac):
+    if isinstance(test_frac, bool) or not isinstance(test_frac, (int, float)) or not 0 < test_frac < 1:
+        raise GcavInputError(f"test_frac must be in (0, 1) (the held-out share that accuracy is measured on), got {test_frac!r}")
+
+def split_indices(key:str, # the set's content key (`set_key`): identical data gets the identical split, whatever its name
                   n:int, # examples in the set
                   m:int, # examples to use (balanced: the smaller set's size)
-                  test_frac:float=0.33, # held-out share
+                  test_frac:float=0.33, # held-out share, in (0, 1)
                   seed:int=0, salt:int=0)->tuple[Tensor, Tensor]:
     "(train, test) indices into one set: the first `m` of its seeded permutation, `ceil(test_frac*m)` of them held out."
-    p = _set_perm(name, n, seed, salt)[:m]
-    k = math.ceil(test_frac * m - 1e-9) if test_frac > 0 else 0   # as sklearn's train_test_split
-    if test_frac > 0: k = min(max(k, 1), m - 1)
+    _check_test_frac(test_frac)
+    if not 2 <= m <= n: raise GcavInputError(f"a held-out split needs 2 <= m <= n examples (1 to train, 1 to test), got m={m}, n={n}")
+    s = int(hashlib.sha256(f"{seed}|{salt}|{key}".encode()).hexdigest()[:15], 16)
+    p = torch.randperm(n, generator=torch.Generator().manual_seed(s))[:m]
+    k = min(max(math.ceil(test_frac * m - 1e-9), 1), m - 1)     # as sklearn's train_test_split, at least 1 on each side
     return p[k:], p[:k]
 
 # %% ../nbs/03_cav.ipynb #999f72cc
@@ -225,6 +236,16 @@ class CAVSet:
             return self.layers[layer]
         if layer not in self._v: raise UnknownNameError(f"unknown layer {layer!r}; this CAVSet has {self.layers}")
         return layer
+    def _concept(self, concept)->int:
+        if concept not in self.concepts: raise UnknownNameError(f"unknown concept {concept!r}; this CAVSet has {self.concepts}")
+        return self.concepts.index(concept)
+    def _run(self, run)->int:
+        if isinstance(run, str):
+            if run not in self.runs: raise UnknownNameError(f"unknown run {run!r}; this CAVSet has {self.runs}")
+            return self.runs.index(run)
+        if not isinstance(run, int) or isinstance(run, bool) or not -len(self.runs) <= run < len(self.runs):
+            raise GcavInputError(f"run must be a run name or an index in 0..{len(self.runs)-1}, got {run!r}")
+        return run % len(self.runs)
     def __getitem__(self, layer)->Tensor:
         "[concept, run, d_l] directions at a layer (hook name or index)."
         return self._v[self._layer(layer)]
@@ -234,14 +255,13 @@ class CAVSet:
                 f"dims={sorted(set(self.dims.values()))}, mean acc={self.accuracy.nanmean():.3f}, {self.meta.get('classifier')})")
 
 # %% ../nbs/03_cav.ipynb #11f3f161
-def _cavset_vector(self:CAVSet, layer, # hook name or layer index
-                   concept:str, # concept name
-                   run:int|str|None=None, # run index or name; None: the mean direction over runs (renormalised)
-                  )->ConceptVector:
+@patch
+def vector(self:CAVSet, layer, # hook name or layer index
+           concept:str, # concept name
+           run:int|str|None=None, # run index or name; None: the mean direction over runs (renormalised)
+          )->ConceptVector:
     "One CAV with its provenance."
-    L = self._layer(layer); li = self.layers.index(L)
-    if concept not in self.concepts: raise UnknownNameError(f"unknown concept {concept!r}; this CAVSet has {self.concepts}")
-    ci = self.concepts.index(concept)
+    L = self._layer(layer); li = self.layers.index(L); ci = self._concept(concept)
     m = self.meta
     common = dict(hook=L, concept=concept, model=m.get("model", "unknown"), revision=m.get("revision", "unknown"),
                   pooling=m.get("pooling", "unknown"), seed=m.get("seed", 0), data_hash=m.get("data_hashes", {}),
@@ -250,16 +270,14 @@ def _cavset_vector(self:CAVSet, layer, # hook name or layer index
         v = self._v[L][ci].mean(0); v = v / v.norm()
         return ConceptVector(v, negative=f"mean of {len(self.runs)} runs", accuracy=float(self.accuracy[li, ci].nanmean()),
                              norm=float(self.norms[li, ci].mean()), bias=float(self.bias[li, ci].mean()), run=None, **common)
-    if isinstance(run, str):
-        if run not in self.runs: raise UnknownNameError(f"unknown run {run!r}; this CAVSet has {self.runs}")
-        run = self.runs.index(run)
+    run = self._run(run)
     neg = self.meta.get("negatives", self.runs)[run]
     return ConceptVector(self._v[L][ci, run].clone(), negative=neg, accuracy=float(self.accuracy[li, ci, run]),
                          norm=float(self.norms[li, ci, run]), bias=float(self.bias[li, ci, run]), run=self.runs[run], **common)
-CAVSet.vector = _cavset_vector
 
 # %% ../nbs/03_cav.ipynb #f86778e8
-def _cavset_to_frame(self:CAVSet)->pd.DataFrame:
+@patch
+def to_frame(self:CAVSet)->pd.DataFrame:
     "Tidy table: one row per layer x concept x run with accuracy, norm and bias."
     rows = []
     for li, L in enumerate(self.layers):
@@ -268,7 +286,16 @@ def _cavset_to_frame(self:CAVSet)->pd.DataFrame:
                 rows.append(dict(layer=L, layer_index=li, concept=c, run=r, accuracy=float(self.accuracy[li, ci, ri]),
                                  norm=float(self.norms[li, ci, ri]), bias=float(self.bias[li, ci, ri])))
     return pd.DataFrame(rows)
-CAVSet.to_frame = _cavset_to_frame
+
+# %% ../nbs/03_cav.ipynb #917aeb53
+@patch
+def layer_accuracy(self:CAVSet)->pd.DataFrame:
+    "One row per layer x concept: mean and sd of the held-out accuracy over runs, and `below_chance` (mean <= 0.5)."
+    acc = self.accuracy.double().numpy()                           # [layer, concept, run]
+    mean = np.nanmean(acc, 2); sd = np.nanstd(acc, 2, ddof=1) if acc.shape[2] > 1 else np.zeros_like(mean)
+    return pd.DataFrame([dict(layer=L, layer_index=li, concept=c, accuracy=float(mean[li, ci]), accuracy_sd=float(sd[li, ci]),
+                              runs=len(self.runs), n_test=self.meta.get("n_test"), below_chance=bool(mean[li, ci] <= 0.5))
+                         for li, L in enumerate(self.layers) for ci, c in enumerate(self.concepts)])
 
 # %% ../nbs/03_cav.ipynb #c75e7f8e
 def _version()->str:
@@ -276,24 +303,57 @@ def _version()->str:
         import gcav_nb; return getattr(gcav_nb, "__version__", "unknown")
     except Exception: return "unknown"
 
-def _cavset_save(self:CAVSet, path:str|Path)->Path:
-    "Write the CAVSet to one safetensors file."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    t = {f"vectors.{i}": self._v[L].contiguous() for i, L in enumerate(self.layers)}
-    t.update(accuracy=self.accuracy.contiguous(), norms=self.norms.contiguous(), bias=self.bias.contiguous())
-    info = dict(format="gcav_nb.CAVSet/1", layers=self.layers, concepts=self.concepts, runs=self.runs,
-                meta={**self.meta, "version": self.meta.get("version", _version())})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(t, str(tmp), metadata={"gcav_cavset": json.dumps(info, default=str)})
-    tmp.replace(path)
-    return path
-CAVSet.save = _cavset_save
+CAVSET_FORMAT = "gcav_nb.CAVSet/2"   # /2: a sha256 per tensor and over the names; /1 files still load (unchecked)
 
-def _cavset_load(path:str|Path, # a file written by `CAVSet.save`
-                 expect_layers:Sequence[str]|None=None, # the layers the caller needs (error if different)
-                 expect_dims:Mapping[str, int]|int|None=None, # layer -> width, or one width for all
-                )->CAVSet:
-    "Read a CAVSet, checking its structure and (optionally) its layers and widths."
+def _names_digest(info:dict)->str:
+    return hashlib.sha256(json.dumps([info["layers"], info["concepts"], info["runs"]]).encode()).hexdigest()[:16]
+
+def _cavset_tensors(cs:CAVSet)->dict[str, Tensor]:
+    t = {f"vectors.{i}": cs._v[L].contiguous() for i, L in enumerate(cs.layers)}
+    t.update(accuracy=cs.accuracy.contiguous(), norms=cs.norms.contiguous(), bias=cs.bias.contiguous())
+    return t
+
+@patch
+def save(self:CAVSet, path:str|Path, # the file to write (a folder there is an error; missing parents are created)
+        )->Path:
+    "Write the CAVSet to one safetensors file (atomically; mode from the umask), with a checksum per tensor."
+    t = _cavset_tensors(self)
+    info = dict(format=CAVSET_FORMAT, layers=self.layers, concepts=self.concepts, runs=self.runs,
+                meta={**self.meta, "version": self.meta.get("version", _version())})
+    info.update(sha256={k: tensor_digest(v) for k, v in t.items()}, names_sha256=_names_digest(info))
+    md = {"gcav_cavset": json.dumps(info, default=str)}
+    return atomic_write(path, lambda tmp: save_file(t, str(tmp), metadata=md))
+
+# %% ../nbs/03_cav.ipynb #58dd2d40
+def _check_cavset_file(path:Path, info:dict, t:dict[str, Tensor]):
+    "Raise if the tensors or names of a CAVSet file do not match its checksums, its provenance or unit norm."
+    layers = info["layers"]
+    if missing := [k for k in [f"vectors.{i}" for i in range(len(layers))] + ["accuracy"] if k not in t]:
+        raise GcavInputError(f"CAVSet file {path} lacks tensors {missing}")
+    if info.get("format") == CAVSET_FORMAT and not ("sha256" in info and "names_sha256" in info):
+        raise GcavInputError(f"CAVSet file {path} has no checksums, though its format {CAVSET_FORMAT} writes them (the header was edited)")
+    if "names_sha256" in info and _names_digest(info) != info["names_sha256"]:
+        raise GcavInputError(f"CAVSet file {path}: its layer/concept/run names do not match their checksum (the header was edited)")
+    for k, h in info.get("sha256", {}).items():
+        if k not in t or tensor_digest(t[k]) != h:
+            what = f" (layer {layers[int(k.split('.')[1])]!r})" if k.startswith("vectors.") else ""
+            raise GcavInputError(f"CAVSet file {path}: tensor {k!r}{what} does not match its checksum: the file was modified or corrupted")
+    hooks = info.get("meta", {}).get("hooks")
+    if hooks is not None and list(hooks) != list(layers):
+        raise GcavInputError(f"CAVSet file {path}: layers {layers} differ from the hooks in its provenance {hooks}")
+    for i, L in enumerate(layers):
+        nrm = t[f"vectors.{i}"].float().norm(dim=-1)
+        if (bad := ~((nrm - 1).abs() < 1e-3)).any():
+            raise GcavInputError(f"CAVSet file {path}: {int(bad.sum())} of {nrm.numel()} directions at layer {L!r} are not unit "
+                                 f"vectors (norms {nrm[bad][:3].tolist()}): zeroed or edited")
+
+# %% ../nbs/03_cav.ipynb #c386fb4b
+@patch(cls_method=True)
+def load(cls:CAVSet, path:str|Path, # a file written by `CAVSet.save`
+         expect_layers:Sequence[str]|None=None, # the layers the caller needs (error if different)
+         expect_dims:Mapping[str, int]|int|None=None, # layer -> width, or one width for all
+        )->CAVSet:
+    "Read a CAVSet, checking checksums, names, unit norm and (optionally) its layers and widths."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no CAVSet file at {path}")
     try:
@@ -302,20 +362,17 @@ def _cavset_load(path:str|Path, # a file written by `CAVSet.save`
             t = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e: raise GcavInputError(f"cannot read CAVSet file {path}: {type(e).__name__}: {e} (truncated or not a safetensors file?)") from None
     if "gcav_cavset" not in md: raise GcavInputError(f"{path} is a safetensors file but not a gcav_nb CAVSet (no 'gcav_cavset' metadata)")
-    info = json.loads(md["gcav_cavset"])
-    layers = info["layers"]
-    if missing := [f"vectors.{i}" for i in range(len(layers)) if f"vectors.{i}" not in t]:
-        raise GcavInputError(f"CAVSet file {path} lacks tensors {missing}")
+    info = json.loads(md["gcav_cavset"]); layers = info["layers"]
+    _check_cavset_file(path, info, t)
     if expect_layers is not None and list(expect_layers) != layers:
         raise GcavInputError(f"CAVSet file {path} has layers {layers}; expected {list(expect_layers)}")
-    cs = CAVSet({L: t[f"vectors.{i}"] for i, L in enumerate(layers)}, t["accuracy"], info["concepts"], info["runs"],
-                norms=t.get("norms"), bias=t.get("bias"), meta=info.get("meta", {}))
+    cs = cls({L: t[f"vectors.{i}"] for i, L in enumerate(layers)}, t["accuracy"], info["concepts"], info["runs"],
+             norms=t.get("norms"), bias=t.get("bias"), meta=info.get("meta", {}))
     if expect_dims is not None:
         exp = {L: expect_dims for L in layers} if isinstance(expect_dims, int) else dict(expect_dims)
         if bad := [f"{L}: file d={cs.dims.get(L)}, expected d={d}" for L, d in exp.items() if cs.dims.get(L) != d]:
             raise GcavInputError(f"CAVSet file {path} does not fit: " + "; ".join(bad))
     return cs
-CAVSet.load = staticmethod(_cavset_load)
 
 # %% ../nbs/03_cav.ipynb #b5918ce6
 def _check_sets(sets:Mapping[str, Mapping[str, Tensor]], layers)->list[str]:
@@ -345,6 +402,21 @@ def _meta_from(sets, layers, classifier, C, seed, test_frac)->dict:
                 data_hashes={n: (getattr(a, "meta", {}) or {}).get("data_hash", "unknown") for n, a in sets.items()},
                 classifier=classifier, C=C if classifier == "logistic" else None, seed=seed, test_frac=test_frac, version=_version())
 
+# %% ../nbs/03_cav.ipynb #14273bf4
+def _problem_rows(problems, sizes:dict, offs:dict, keys:dict, test_frac:float, seed:int)->tuple[list, list, list, list]:
+    "Per problem: train rows, train labels, test rows, test labels into the stacked [N, d] matrix (+1 positive set, -1 negative)."
+    tr_idx, tr_y, te_idx, te_y = [], [], [], []
+    splits = {}                                                  # a set's split depends on (content key, m, salt) only
+    def split(nm, m, salt):
+        if (nm, m, salt) not in splits: splits[nm, m, salt] = split_indices(keys[nm], sizes[nm], m, test_frac, seed, salt)
+        return splits[nm, m, salt]
+    for p, q, salt in problems:
+        m = min(sizes[p], sizes[q])
+        (ptr, pte), (qtr, qte) = (split(nm, m, salt) for nm in (p, q))
+        tr_idx.append(torch.cat([ptr + offs[p], qtr + offs[q]])); tr_y.append(torch.cat([torch.ones(len(ptr)), -torch.ones(len(qtr))]))
+        te_idx.append(torch.cat([pte + offs[p], qte + offs[q]])); te_y.append(torch.cat([torch.ones(len(pte)), -torch.ones(len(qte))]))
+    return tr_idx, tr_y, te_idx, te_y
+
 # %% ../nbs/03_cav.ipynb #d9082aab
 def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: [n, d]}
                   problems:Sequence[tuple[str, str, int]], # (positive set, negative set, split salt)
@@ -353,7 +425,7 @@ def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: 
     "Fit every problem at every layer in one batch: (layers, w {layer: [P, d]}, bias [L, P], acc [L, P], info)."
     if classifier not in CLASSIFIERS: raise GcavInputError(f"unknown classifier {classifier!r}; expected one of {CLASSIFIERS}")
     if not (isinstance(C, (int, float)) and C > 0): raise GcavInputError(f"C must be a positive number, got {C!r}")
-    if not (0 <= test_frac < 1): raise GcavInputError(f"test_frac must be in [0, 1), got {test_frac!r}")
+    _check_test_frac(test_frac)
     if not isinstance(seed, int) or isinstance(seed, bool): raise GcavInputError(f"seed must be an int, got {seed!r}")
     layers = _check_sets(sets, layers)
     for p, q, _ in problems:
@@ -364,17 +436,8 @@ def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: 
     sizes = {nm: len(sets[nm][layers[0]]) for nm in names}
     offs = dict(zip(names, np.cumsum([0] + [sizes[nm] for nm in names[:-1]]).tolist()))
     N = sum(sizes.values())
-    # per-problem train/test rows into the stacked [N, d] matrix, labels +1 (positive set) / -1
-    tr_idx, tr_y, te_idx, te_y = [], [], [], []
-    splits = {}                                                  # a set's split depends on (name, m, salt) only
-    def split(nm, m, salt):
-        if (nm, m, salt) not in splits: splits[nm, m, salt] = split_indices(nm, sizes[nm], m, test_frac, seed, salt)
-        return splits[nm, m, salt]
-    for p, q, salt in problems:
-        m = min(sizes[p], sizes[q])
-        (ptr, pte), (qtr, qte) = (split(nm, m, salt) for nm in (p, q))
-        tr_idx.append(torch.cat([ptr + offs[p], qtr + offs[q]])); tr_y.append(torch.cat([torch.ones(len(ptr)), -torch.ones(len(qtr))]))
-        te_idx.append(torch.cat([pte + offs[p], qte + offs[q]])); te_y.append(torch.cat([torch.ones(len(pte)), -torch.ones(len(qte))]))
+    keys = {nm: set_key(sets[nm]) for nm in names}
+    tr_idx, tr_y, te_idx, te_y = _problem_rows(problems, sizes, offs, keys, test_frac, seed)
     P = len(problems)
     def pad(xs, fill=0):
         n = max(len(x) for x in xs); out = torch.full((len(xs), n), fill, dtype=xs[0].dtype)
@@ -457,7 +520,8 @@ def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: 
         bias[li] = b[li] - W[L].to(dtype) @ mus[li].to(dtype)          # back to uncentred activations
     bad = [L for L in layers if not bool(torch.isfinite(W[L]).all())]
     if bad: raise FloatingPointError(f"the CAV fit gave NaN/inf weights at {bad[:3]}{' ...' if len(bad) > 3 else ''}: please report this with the activations' norms")
-    info = dict(newton_steps=steps, n_train=int(TS.sum(1).max()), n_test=int(ES.sum(1).max()) if ES.numel() else 0)
+    info = dict(newton_steps=steps, n_train=int(TS.sum(1).max()), n_test=int(ES.sum(1).max()) if ES.numel() else 0,
+                split_keys=keys, sizes=sizes)
     return layers, W, bias, acc, info
 
 # %% ../nbs/03_cav.ipynb #e90e6df0
@@ -468,13 +532,14 @@ def _as_sets(x, prefix:str)->dict:
         return {(getattr(a, "meta", {}) or {}).get("data_name") or f"{prefix}_{i}": a for i, a in enumerate(x)}
     raise TypeError(f"{prefix} sets must be a dict name -> {{hook: Tensor}} or a list of such dicts, got {type(x).__name__}")
 
-def _pack(layers, W, bias, acc, nC, nR, concepts, runs, meta, negatives)->CAVSet:
+def _pack(layers, W, bias, acc, nC, nR, concepts, runs, meta, negatives, problems)->CAVSet:
     vec, norms = {}, torch.empty(len(layers), nC, nR)
     for li, L in enumerate(layers):
         w = W[L].reshape(nC, nR, -1); nrm = w.norm(dim=-1)
         vec[L] = (w / nrm.clamp_min(1e-30)[..., None]).float().cpu(); norms[li] = nrm.float().cpu()
     return CAVSet(vec, acc.reshape(len(layers), nC, nR).float().cpu(), concepts, runs, norms=norms,
-                  bias=bias.reshape(len(layers), nC, nR).float().cpu(), meta={**meta, "negatives": negatives})
+                  bias=bias.reshape(len(layers), nC, nR).float().cpu(),
+                  meta={**meta, "negatives": negatives, "problems": [list(p) for p in problems]})
 
 def fit_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hook: [n_c, d]} (`collect` output)
              randoms:Sequence[Mapping[str, Tensor]]|Mapping[str, Mapping[str, Tensor]], # R random sets (list or name -> acts)
@@ -489,7 +554,7 @@ def fit_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hoo
     "Concept-vs-random CAVs for every layer x concept x random set, fitted as one batched problem."
     C_sets, R_sets, probs = _concept_problems(concepts, randoms)
     layers, W, bias, acc, info = _fit_problems({**C_sets, **R_sets}, probs, layers, classifier, C, test_frac, seed, max_iter, device=device)
-    return _pack_concepts(C_sets, R_sets, layers, W, bias, acc, info, classifier, C, seed, test_frac)
+    return _pack_concepts(C_sets, R_sets, probs, layers, W, bias, acc, info, classifier, C, seed, test_frac)
 
 def _concept_problems(concepts, randoms)->tuple[dict, dict, list]:
     "The named concept and random sets, and the problems (concept, random set, split salt = the random set's index)."
@@ -497,10 +562,10 @@ def _concept_problems(concepts, randoms)->tuple[dict, dict, list]:
     if clash := set(C_sets) & set(R_sets): raise GcavInputError(f"names used both as concept and random set: {sorted(clash)}")
     return C_sets, R_sets, [(c, r, ri) for c in C_sets for ri, r in enumerate(R_sets)]
 
-def _pack_concepts(C_sets, R_sets, layers, W, bias, acc, info, classifier, C, seed, test_frac)->CAVSet:
+def _pack_concepts(C_sets, R_sets, probs, layers, W, bias, acc, info, classifier, C, seed, test_frac)->CAVSet:
     "The concept-vs-random problems' fit as a CAVSet [layer, concept, run = random set, d]."
     meta = {**_meta_from({**C_sets, **R_sets}, layers, classifier, C, seed, test_frac), **info, "kind": "concept_vs_random"}
-    return _pack(layers, W, bias, acc, len(C_sets), len(R_sets), list(C_sets), list(R_sets), meta, list(R_sets))
+    return _pack(layers, W, bias, acc, len(C_sets), len(R_sets), list(C_sets), list(R_sets), meta, list(R_sets), probs)
 
 # %% ../nbs/03_cav.ipynb #abfa8a65
 def fit_random_cavs(randoms:Sequence[Mapping[str, Tensor]]|Mapping[str, Mapping[str, Tensor]], # R random sets
@@ -521,13 +586,13 @@ def _random_pairs(R_sets:dict)->list[tuple[str, str, int]]:
 
 def _pack_random(R_sets, pairs, ordered, layers, W, bias, acc, info, classifier, C, seed, test_frac)->CAVSet:
     "The random pairs' fit as a CAVSet [layer, 1, pair, d], with the mirrored pairs (negated) when `ordered`."
-    runs = [f"{p}~{q}" for p, q, _ in pairs]; negs = [q for _, q, _ in pairs]
+    runs = [f"{p}~{q}" for p, q, _ in pairs]; negs = [q for _, q, _ in pairs]; probs = list(pairs)
     if ordered:
         W = {L: torch.cat([w, -w]) for L, w in W.items()}
         bias, acc = torch.cat([bias, -bias], 1), torch.cat([acc, acc], 1)
-        runs += [f"{q}~{p}" for p, q, _ in pairs]; negs += [p for p, _, _ in pairs]
+        runs += [f"{q}~{p}" for p, q, _ in pairs]; negs += [p for p, _, _ in pairs]; probs += [(q, p, s) for p, q, s in pairs]
     meta = {**_meta_from(R_sets, layers, classifier, C, seed, test_frac), **info, "kind": "random_vs_random", "ordered": ordered}
-    return _pack(layers, W, bias, acc, 1, len(runs), ["random"], runs, meta, negs)
+    return _pack(layers, W, bias, acc, 1, len(runs), ["random"], runs, meta, negs, probs)
 
 # %% ../nbs/03_cav.ipynb #4b06ab65
 def fit_tcav_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hook: [n_c, d]}
@@ -539,7 +604,7 @@ def fit_tcav_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name ->
     C_sets, R_sets, probs = _concept_problems(concepts, randoms); pairs = _random_pairs(R_sets)
     layers, W, bias, acc, info = _fit_problems({**C_sets, **R_sets}, probs + pairs, layers, classifier, C, test_frac, seed, max_iter, device=device)
     k = len(probs)
-    cavs = _pack_concepts(C_sets, R_sets, layers, {L: w[:k] for L, w in W.items()}, bias[:, :k], acc[:, :k], info, classifier, C, seed, test_frac)
+    cavs = _pack_concepts(C_sets, R_sets, probs, layers, {L: w[:k] for L, w in W.items()}, bias[:, :k], acc[:, :k], info, classifier, C, seed, test_frac)
     rnd = _pack_random(R_sets, pairs, ordered, layers, {L: w[k:] for L, w in W.items()}, bias[:, k:], acc[:, k:], info, classifier, C, seed, test_frac)
     return cavs, rnd
 
@@ -561,4 +626,51 @@ def fit_relative_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept nam
     layers, W, bias, acc, info = _fit_problems(sets, probs, layers, classifier, C, test_frac, seed, max_iter, device=device)
     meta = {**_meta_from(sets, layers, classifier, C, seed, test_frac), **info, "kind": "relative", "pairs": [list(p) for p in pairs]}
     return _pack(layers, W, bias, acc, len(pairs), n_runs, [f"{p}~{q}" for p, q in pairs], [f"split_{r}" for r in range(n_runs)],
-                 meta, [q for _, q in pairs][:1] * n_runs)
+                 meta, [q for _, q in pairs][:1] * n_runs, probs)
+
+# %% ../nbs/03_cav.ipynb #d0c26e95
+class Split(NamedTuple):
+    "The rows behind one CAV: its positive and negative sets and, in each, the training and held-out row indices."
+    pos:str; neg:str; pos_train:Tensor; pos_test:Tensor; neg_train:Tensor; neg_test:Tensor
+
+@patch
+def split(self:CAVSet, concept:str, # concept (row) name
+          run:int|str, # run index or name
+         )->Split:
+    "The training and held-out rows of the two sets behind the CAVs of `concept` x `run` (the same at every layer)."
+    m = self.meta
+    if not all(k in m for k in ("problems", "split_keys", "sizes", "test_frac", "seed")):
+        raise GcavInputError("this CAVSet records no splits (fitted or saved by an older gcav_nb); refit it to get them")
+    ci, ri = self._concept(concept), self._run(run)
+    p, q, salt = m["problems"][ci * len(self.runs) + ri]
+    k = min(m["sizes"][p], m["sizes"][q])
+    (ptr, pte), (qtr, qte) = (split_indices(m["split_keys"][s], m["sizes"][s], k, m["test_frac"], m["seed"], salt) for s in (p, q))
+    return Split(p, q, ptr, pte, qtr, qte)
+
+# %% ../nbs/03_cav.ipynb #edd1947c
+def _train_threshold(ptr:Float[Tensor, "n_pos k"], ntr:Float[Tensor, "n_neg k"])->Float[Tensor, "k"]:
+    "Per column, the threshold t maximising the balanced training accuracy of `x > t` (midpoints between sorted values)."
+    s = torch.cat([ptr, ntr]).sort(0).values                                         # [n, k]
+    th = torch.cat([s[:1] - 1, (s[1:] + s[:-1]) / 2, s[-1:] + 1])                    # [n + 1, k]
+    acc = (ptr[None] > th[:, None]).float().mean(1) + (ntr[None] <= th[:, None]).float().mean(1)   # [n + 1, k]
+    return th.gather(0, acc.argmax(0, keepdim=True))[0]
+
+def heldout_accuracy(direction:Float[Tensor, "*k d"], # one direction [d] or k of them [k, d] (e.g. a layer's transformed CAVs)
+                     pos:Float[Tensor, "n_pos d"], # every activation of the split's positive set at that layer
+                     neg:Float[Tensor, "n_neg d"], # every activation of its negative set there
+                     split:Split, # `CAVSet.split(concept, run)`: the layer CAV's training and held-out rows
+                     bias:float|Tensor|None=None, # intercept of `x . direction` (a CAV's `bias / norm`); None: threshold fit on the training rows
+                    )->Float[Tensor, "*k"]: # balanced accuracy on the held-out rows
+    "Accuracy of `x . direction + bias > 0` on the held-out rows of `split`: examples the layer CAV never saw."
+    v = torch.as_tensor(direction).float()
+    if v.ndim not in (1, 2) or not v.shape[-1] == pos.shape[-1] == neg.shape[-1]:
+        raise GcavInputError(f"direction has shape {tuple(v.shape)}; expected [d] or [k, d] with d = the activations' width "
+                             f"(pos {tuple(pos.shape)}, neg {tuple(neg.shape)})")
+    for x, tr, te, nm in ((pos, split.pos_train, split.pos_test, split.pos), (neg, split.neg_train, split.neg_test, split.neg)):
+        if (hi := int(torch.cat([tr, te]).max())) >= len(x): raise GcavInputError(f"the split uses row {hi} of set {nm!r}, which has only {len(x)} rows here: wrong set or layer?")
+    V = v.reshape(-1, v.shape[-1]).T                                               # [d, k]
+    proj = lambda x, rows: x[rows].float() @ V                                     # [rows, k]
+    b = -_train_threshold(proj(pos, split.pos_train), proj(neg, split.neg_train)) if bias is None else \
+        torch.as_tensor(bias, dtype=torch.float32).reshape(-1).expand(V.shape[1])
+    acc = ((proj(pos, split.pos_test) + b > 0).float().mean(0) + (proj(neg, split.neg_test) + b <= 0).float().mean(0)) / 2
+    return acc[0] if v.ndim == 1 else acc

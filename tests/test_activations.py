@@ -38,7 +38,7 @@ def test_padding_matches_each_text_alone(model, pooling, side):
 def test_mask_pooling_is_padding_aware(model):
     "A user mask (left-aligned positions) gives the same result under left and right padding."
     toks, am = tokenize(model, TEXTS)
-    mask = torch.zeros(len(TEXTS), toks.shape[1]); mask[:, 1] = 1   # the first token after BOS
+    mask = torch.zeros(len(TEXTS), toks.shape[1]); mask[:, 0] = 1; mask[:3, 1] = 1   # the first token (and the second of the first 3)
     r = collect(model, TEXTS, "blocks.1.hook_resid_post", pooling=mask, padding_side="right", progress=False)
     l = collect(model, TEXTS, "blocks.1.hook_resid_post", pooling=mask, padding_side="left", progress=False)
     assert torch.allclose(r["blocks.1.hook_resid_post"], l["blocks.1.hook_resid_post"], atol=1e-5)
@@ -192,3 +192,87 @@ def test_capture_keep_grad_gives_grads_at_every_hook(model):
     assert all(a.grad is not None for a in acts.values())
     model.zero_grad(set_to_none=True)
     assert _n_hooks(model) == 0
+
+# ---- length-sorted batches
+def test_length_batches_match_each_text_alone_in_input_order(model):
+    "Batches sorted by token length give every row back at its input position, equal to running each text alone."
+    hooks = "blocks.*.hook_resid_post"
+    texts = TEXTS + [t + " And then some more words about it." for t in TEXTS[::2]]
+    srt = collect(model, texts, hooks, batch_size=3, progress=False, sort_by_length=True)
+    given = collect(model, texts, hooks, batch_size=3, progress=False, sort_by_length=False)
+    alone = [collect(model, [t], hooks, progress=False) for t in texts]
+    for k in srt:
+        assert torch.allclose(srt[k], torch.cat([a[k] for a in alone]), atol=1e-4)
+        assert torch.allclose(srt[k], given[k], atol=1e-4)
+    assert srt.meta["padding"] < given.meta["padding"]
+
+# ---- cache integrity
+def _corrupt_values(f, fill):
+    "Overwrite every tensor byte of a safetensors file, keeping its header (and so its metadata) intact."
+    b = bytearray(f.read_bytes()); start = 8 + int.from_bytes(b[:8], "little")
+    b[start:] = bytes([fill]) * (len(b) - start); f.write_bytes(bytes(b))
+
+@pytest.mark.parametrize("fill", [0x00, 0xFF])   # zeroed values, NaN values
+def test_corrupted_cache_values_are_detected_and_rebuilt(model, tmp_path, fill):
+    hooks = "blocks.*.hook_resid_post"
+    ref = collect(model, TEXTS, hooks, cache=tmp_path/"c", progress=False)
+    _corrupt_values(tmp_path/"c"/"acts.safetensors", fill)
+    with pytest.warns(UserWarning, match="checksum"):
+        got = collect(model, TEXTS, hooks, cache=tmp_path/"c", progress=False)
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+def test_corrupted_partial_batch_redone_others_kept(model, tmp_path):
+    "A finished batch whose values were zeroed is redone; the other finished batches are read, not recomputed."
+    hooks = "blocks.*.hook_resid_post"
+    def bomb(t, hook):
+        bomb.n += 1
+        if bomb.n == 3: raise _Boom()
+    bomb.n = 0
+    with pytest.raises(_Boom), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", bomb)]):
+        collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
+    _corrupt_values(tmp_path/"c"/"partial"/"batch_00000.safetensors", 0x00)
+    def count(t, hook): count.n += 1
+    count.n = 0
+    with pytest.warns(UserWarning, match="checksum"), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", count)]):
+        got = collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
+    assert count.n == 3                                   # batch 0 (corrupted) + batches 2 and 3; batch 1 came from disk
+    ref = collect(model, TEXTS, hooks, batch_size=2, progress=False)
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+def test_cache_path_that_is_a_file_fails_before_work(model, tmp_path):
+    f = tmp_path/"file"; f.write_text("x")
+    for bad, msg in [(f, "is a file"), (f/"sub", "cannot create")]:
+        with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda t, hook: (_ for _ in ()).throw(_Boom()))]):
+            with pytest.raises(GcavInputError, match=msg): collect(model, TEXTS, "blocks.0.hook_resid_post", cache=bad, progress=False)
+
+def test_cache_files_follow_umask(model, tmp_path):
+    import os
+    old = os.umask(0o022)
+    try: collect(model, TEXTS, "blocks.0.hook_resid_post", cache=tmp_path/"c", progress=False)
+    finally: os.umask(old)
+    assert (tmp_path/"c"/"acts.safetensors").stat().st_mode & 0o777 == 0o644
+
+# ---- BOS
+def test_prepend_bos_is_recorded_and_keys_the_cache(model, tmp_path):
+    hook = "blocks.0.hook_resid_post"
+    a = collect(model, TEXTS, hook, prepend_bos=True, cache=tmp_path/"c", progress=False)
+    with pytest.warns(UserWarning, match="prepend_bos: cached True, requested False"):
+        b = collect(model, TEXTS, hook, prepend_bos=False, cache=tmp_path/"c", progress=False)
+    assert a.meta["prepend_bos"] is True and b.meta["prepend_bos"] is False
+    assert not torch.allclose(a[hook], b[hook])
+    with pytest.raises(TypeError, match="prepend_bos"): collect(model, TEXTS, hook, prepend_bos="yes", progress=False)
+
+# ---- image input errors name the set
+def test_image_mistakes_name_the_set():
+    from gcav_nb.activations import collect_sets
+    net = wrap_module(_Net(), name="toy")
+    rgb = torch.randn(4, 3, 6, 6)
+    with pytest.raises(GcavInputError, match=r"set 'gray' has examples of shape \(1, 6, 6\)"):
+        collect_sets(net, {"rgb": rgb, "gray": torch.randn(4, 1, 6, 6)}, "conv", progress=False)
+    with pytest.raises(GcavInputError, match=r"set 'gray'.*expects \[n, 3, H, W\]"):
+        collect_sets(net, {"gray": torch.randn(4, 1, 6, 6), "gray2": torch.randn(4, 1, 6, 6)}, "conv", progress=False)
+    with pytest.raises(TypeError, match="set 'pixels'.*floating"):
+        collect_sets(net, {"rgb": rgb, "pixels": (rgb * 255).to(torch.uint8)}, "conv", progress=False)
+    with pytest.raises(GcavInputError, match="expects"): collect(net, torch.randn(4, 6, 6, 3), "conv", progress=False)
+    got = collect_sets(net, {"rgb": rgb, "dbl": rgb.double()}, "conv", progress=False)    # float64 is cast to the model's dtype
+    assert torch.allclose(got["rgb"]["conv"], got["dbl"]["conv"])

@@ -5,7 +5,8 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 from gcav_nb.config import GcavInputError, UnknownNameError
-from gcav_nb.cav import fit_cavs, fit_random_cavs, fit_relative_cavs, CAVSet, ConceptVector, split_indices, _fit_problems, _as_sets
+from gcav_nb.cav import (fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_cavs, CAVSet, ConceptVector, split_indices, set_key,
+                         heldout_accuracy, Split, _fit_problems, _as_sets)
 
 def _resid_like(n, d, shift, seed):
     "Activations that look like a residual stream: anisotropic, a few large-norm dims, a concept shift."
@@ -31,8 +32,10 @@ def _against_sklearn(concepts, randoms, layers, C, seed):
         for ci, c in enumerate(cs.concepts):
             for ri, r in enumerate(cs.runs):
                 X1, X0 = concepts[c][h], randoms[ri][h]
-                m = min(len(X1), len(X0))
-                (p_tr, p_te), (q_tr, q_te) = split_indices(c, len(X1), m, 0.33, seed, ri), split_indices(r, len(X0), m, 0.33, seed, ri)
+                (p_tr, p_te), (q_tr, q_te) = split_indices(set_key(concepts[c]), len(X1), min(len(X1), len(X0)), 0.33, seed, ri), \
+                                             split_indices(set_key(randoms[ri]), len(X0), min(len(X1), len(X0)), 0.33, seed, ri)
+                sp = cs.split(c, r)                                   # the split the CAVSet records is the one it used
+                assert torch.equal(sp.pos_test, p_te) and torch.equal(sp.neg_train, q_tr)
                 Xtr = torch.cat([X1[p_tr], X0[q_tr]]).double().numpy(); ytr = np.r_[np.ones(len(p_tr)), np.zeros(len(q_tr))]
                 Xte = torch.cat([X1[p_te], X0[q_te]]).double().numpy(); yte = np.r_[np.ones(len(p_te)), np.zeros(len(q_te))]
                 sk = LogisticRegression(C=C, max_iter=5000, tol=1e-8).fit(Xtr, ytr)
@@ -72,7 +75,7 @@ def test_mean_diff_is_the_difference_of_training_means():
     layers, concepts, randoms = _sets()
     cs = fit_cavs(concepts, randoms[:1], classifier="mean_diff", seed=0)
     h = layers[1]; X1, X0 = concepts["strong"][h], randoms[0][h]
-    (p_tr, _), (q_tr, _) = split_indices("strong", 50, 50, 0.33, 0, 0), split_indices("random_0", 50, 50, 0.33, 0, 0)  # run 0: salt 0
+    sp = cs.split("strong", 0); p_tr, q_tr = sp.pos_train, sp.neg_train
     w = X1[p_tr].mean(0) - X0[q_tr].mean(0)
     assert torch.allclose(cs[h][0, 0], w / w.norm(), atol=1e-5)
 
@@ -159,6 +162,8 @@ def test_bad_fit_input(concepts, randoms, err, msg):
     with pytest.raises(err, match=msg): fit_cavs(concepts, randoms)
 
 @pytest.mark.parametrize("kw,msg", [(dict(classifier="svm"), "'svm'"), (dict(C=0), "C must"), (dict(test_frac=1.0), "test_frac"),
+                                    (dict(test_frac=0), r"test_frac must be in \(0, 1\)"), (dict(test_frac=-0.2), "test_frac"),
+                                    (dict(test_frac=True), "test_frac"),
                                     (dict(seed="1"), "seed"), (dict(layers=["nope"]), "nope")])
 def test_bad_fit_options(kw, msg):
     with pytest.raises((GcavInputError, UnknownNameError), match=msg): fit_cavs({"c": _one()}, [_one()], **kw)
@@ -186,3 +191,128 @@ def test_to_frame():
     layers, concepts, randoms = _sets()
     df = fit_cavs(concepts, randoms).to_frame()
     assert len(df) == 3 * 2 * 4 and set(df.columns) >= {"layer", "concept", "run", "accuracy"}
+
+# ---- splits seeded by the data, not the name
+def test_same_data_two_names_same_cavs_and_accuracies():
+    "Identical activations under two names give identical CAVs and accuracies (the split is seeded by content)."
+    layers, concepts, randoms = _sets()
+    twin = {h: x.clone() for h, x in concepts["strong"].items()}
+    cs = fit_cavs({"strong": concepts["strong"], "renamed": twin}, randoms)
+    assert torch.equal(cs.accuracy[:, 0], cs.accuracy[:, 1])
+    for h in layers: assert torch.equal(cs[h][0], cs[h][1])
+    rel = fit_relative_cavs({"a": concepts["strong"], "b": concepts["weak"]}, n_runs=3)
+    rel2 = fit_relative_cavs({"x": concepts["strong"], "y": concepts["weak"]}, n_runs=3)
+    assert torch.equal(rel.vectors, rel2.vectors) and torch.equal(rel.accuracy, rel2.accuracy)
+
+def test_split_key_comes_from_collect_data_hash():
+    from gcav_nb.activations import Activations
+    x = torch.randn(10, 4)
+    assert set_key(Activations({"L": x}, meta={"data_hash": "abc123"})) == "abc123"
+    assert set_key({"L": x}) == set_key({"L": x.clone()}) != set_key({"L": x + 1})
+
+def test_too_few_examples_for_a_split():
+    with pytest.raises(GcavInputError, match="m=1"): split_indices("k", 4, 1)
+
+# ---- held-out accuracy of any direction on the CAV's own split
+def test_heldout_accuracy_reproduces_the_fit_and_uses_only_heldout_rows():
+    layers, concepts, randoms = _sets(R=3)
+    cs, rr = fit_tcav_cavs(concepts, randoms)
+    data = {**concepts, **dict(zip(cs.runs, randoms))}
+    for cavs in (cs, rr):
+        for li, L in enumerate(layers):
+            for ci, c in enumerate(cavs.concepts):
+                for ri, r in enumerate(cavs.runs):
+                    sp = cavs.split(c, r)
+                    assert not set(sp.pos_train.tolist()) & set(sp.pos_test.tolist())
+                    got = heldout_accuracy(cavs[L][ci, ri], data[sp.pos][L], data[sp.neg][L], sp, bias=cavs.bias[li, ci, ri] / cavs.norms[li, ci, ri])
+                    assert abs(float(got) - float(cavs.accuracy[li, ci, ri])) < 1e-6, (L, c, r)
+    sp = cs.split("strong", 1)                   # a [k, d] stack scores each direction
+    k = heldout_accuracy(cs[layers[-1]][0], data[sp.pos][layers[-1]], data[sp.neg][layers[-1]], sp)
+    assert k.shape == (3,) and k.dtype == torch.float32
+
+def test_heldout_accuracy_known_split():
+    "Held-out rows placed on the wrong side: held-out accuracy 0, whatever the direction's threshold; a re-split says more."
+    from gcav_nb.activations import Activations
+    n, d = 30, 6
+    sp_p, sp_n = split_indices("P", n, n), split_indices("N", n, n)
+    P, N = torch.randn(n, d) * 0.1, torch.randn(n, d) * 0.1
+    P[sp_p[0], 0] += 1; P[sp_p[1], 0] -= 1; N[sp_n[0], 0] -= 1; N[sp_n[1], 0] += 1
+    cs = fit_cavs({"p": Activations({"L": P}, meta={"data_hash": "P"})}, {"n": Activations({"L": N}, meta={"data_hash": "N"})})
+    sp = cs.split("p", "n")
+    assert torch.equal(sp.pos_test, sp_p[1]) and torch.equal(sp.neg_train, sp_n[0])
+    assert float(cs.accuracy[0, 0, 0]) == 0.0
+    assert float(heldout_accuracy(cs["L"][0, 0], P, N, sp)) == 0.0
+    assert float(heldout_accuracy(-cs["L"][0, 0], P, N, sp)) <= 0.5      # a threshold fit on the held-out rows would give 1.0
+    g = torch.Generator().manual_seed(0); rp, rn = torch.randperm(n, generator=g), torch.randperm(n, generator=g)
+    assert float(heldout_accuracy(cs["L"][0, 0], P, N, Split("p", "n", rp[10:], rp[:10], rn[10:], rn[:10]))) > 0.3
+
+def test_split_needs_a_recorded_split():
+    layers, concepts, randoms = _sets(R=2)
+    cs = fit_cavs(concepts, randoms)
+    old = CAVSet({L: cs[L] for L in cs.layers}, cs.accuracy, cs.concepts, cs.runs)
+    with pytest.raises(GcavInputError, match="records no splits"): old.split("strong", 0)
+
+# ---- per-layer accuracy for reports
+def test_layer_accuracy_flags_below_chance():
+    layers, concepts, randoms = _sets()
+    rr = fit_random_cavs(randoms)
+    la = rr.layer_accuracy()
+    assert len(la) == 3 and list(la.columns[:4]) == ["layer", "layer_index", "concept", "accuracy"]
+    assert (la.below_chance == (la.accuracy <= 0.5)).all()
+    cs = fit_cavs(concepts, randoms).layer_accuracy()
+    assert not cs.set_index(["layer", "concept"]).loc[(layers[-1], "strong"), "below_chance"]
+
+# ---- files: checksums, names, unit norm, umask, no stray temp
+def _rewrite(src, dst, edit_tensors=lambda t: t, edit_info=lambda i: i):
+    import json
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    with safe_open(str(src), framework="pt") as f: info = json.loads(f.metadata()["gcav_cavset"])
+    save_file(edit_tensors(load_file(str(src))), str(dst), metadata={"gcav_cavset": json.dumps(edit_info(info))})
+    return dst
+
+def _zero(k):
+    def f(t): t[k] = torch.zeros_like(t[k]); return t
+    return f
+
+def _nan(k):
+    def f(t): t[k] = torch.full_like(t[k], float("nan")); return t
+    return f
+
+def _rename(i): i["layers"][1] = "blocks.7.hook_resid_post"; return i
+def _rename_both(i):
+    i["layers"][1] = i["meta"]["hooks"][1] = "blocks.7.hook_resid_post"; i.pop("names_sha256"); return i
+def _old(i): i.pop("sha256"); i.pop("names_sha256"); i["format"] = "gcav_nb.CAVSet/1"; return i
+
+@pytest.mark.parametrize("edit_t,edit_i,msg", [
+    (_zero("vectors.1"), None, r"'vectors.1' \(layer 'blocks.1.hook_resid_post'\) does not match its checksum"),
+    (_nan("accuracy"), None, "'accuracy' does not match its checksum"),
+    (None, _rename, "names do not match their checksum"),
+    (None, _rename_both, "no checksums"),
+    (_zero("vectors.0"), _old, "not unit vectors"),
+    (None, lambda i: (_old(i), _rename(i))[1], "differ from the hooks"),
+])
+def test_load_detects_tampering(tmp_path, edit_t, edit_i, msg):
+    layers, concepts, randoms = _sets(d=16)
+    p = fit_cavs(concepts, randoms).save(tmp_path/"c.safetensors")
+    bad = _rewrite(p, tmp_path/"bad.safetensors", edit_t or (lambda t: t), edit_i or (lambda i: i))
+    with pytest.raises(GcavInputError, match=msg): CAVSet.load(bad)
+
+def test_save_over_a_folder_fails_without_a_stray_temp(tmp_path):
+    layers, concepts, randoms = _sets(d=16)
+    cs = fit_cavs(concepts, randoms)
+    (tmp_path/"out").mkdir()
+    with pytest.raises(GcavInputError, match="folder"): cs.save(tmp_path/"out")
+    assert [p.name for p in tmp_path.rglob("*") if p.name != "out"] == []
+
+def test_saved_file_follows_umask(tmp_path):
+    import os
+    layers, concepts, randoms = _sets(d=16)
+    cs = fit_cavs(concepts, randoms)
+    for mask, mode in [(0o022, 0o644), (0o077, 0o600)]:
+        old = os.umask(mask)
+        try: p = cs.save(tmp_path/f"c{mask:o}.safetensors")
+        finally: os.umask(old)
+        assert p.stat().st_mode & 0o777 == mode
+    back = CAVSet.load(p)
+    assert back.split("weak", 2) == cs.split("weak", 2) if False else all(torch.equal(a, b) for a, b in zip(back.split("weak", 2)[2:], cs.split("weak", 2)[2:]))
