@@ -68,15 +68,15 @@ def main():
 
     # ---- ours: the whole run, in one batch (as the floor) and at the default batch size of 32
     allx = torch.cat([*concepts.values(), *randoms.values()]); one = max(len(allx), len(X))
-    run = lambda bs: T.tcav(model, X, concepts, randoms, layers, T.class_logit(k), test="ttest", batch_size=bs)
+    run = lambda bs: T.tcav(model, X, concepts, randoms, layers, T.class_logit(k), test="ttest", batch_size=bs, progress=False)
     run(one); run(32)  # warm-up
     t_ours, res = best_of(lambda: run(one), 3)
     t_ours32, res32 = best_of(lambda: run(32), 3)
-    print(f"max |score| difference between one batch and batches of 32: {(res.scores - res32.scores).abs().max():.4f}")
+    print(f"max |score| difference between one batch and batches of 32: {(res.scores['TCAV'] - res32.scores['TCAV']).abs().max():.4f}")
     growth = []                                                     # cost vs layers hooked and inputs scored
     for nl in sorted({max(1, len(layers) // 6), len(layers) // 2, len(layers)}):
         for ni in sorted({max(2, len(X) // 4), len(X)}):
-            t, _ = best_of(lambda: T.tcav(model, X[:ni], concepts, randoms, layers[:nl], T.class_logit(k), test="ttest", batch_size=one), 1)
+            t, _ = best_of(lambda: T.tcav(model, X[:ni], concepts, randoms, layers[:nl], T.class_logit(k), test="ttest", batch_size=one, progress=False), 1)
             growth.append(dict(layers=nl, inputs=ni, concepts=len(concepts), random_sets=R, seconds=round(t, 3)))
     write_growth("tcav", growth)
 
@@ -126,7 +126,7 @@ def main():
     for ci, c in enumerate(concepts):
         theirs = captum_scores_with_cavs(net, layers, X, {l: cv[l][ci:ci + 1] for l in layers}, k,
                                          concepts[c], [randoms[f"random_{i}"] for i in range(R)], R)
-        diffs.append((res.scores[:, ci:ci + 1] - theirs).abs().max().item())
+        diffs.append((res.scores["TCAV"][:, ci:ci + 1] - theirs).abs().max().item())
     parity = max(diffs)
 
     r_floor, r_floor32, r_mixed, r_captum = t_ours / t_floor, t_ours32 / t_floor32, t_ours32 / t_floor, t_captum / t_ours32

@@ -20,7 +20,8 @@ from scipy import stats
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .config import GcavInputError, UnknownNameError, all_finite
-from .models import tokenize, token_id, wrap_module, resolve_hooks
+from .models import tokenize, token_id, wrap_module, resolve_hooks, default_prepend_bos
+from .data import check_sets
 from .activations import collect_sets, pool
 from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_cavs, split_indices
 
@@ -778,18 +779,8 @@ def tcav_result(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
                          cavs=cavs, random_cavs=random_cavs, **out)
 
 # %% ../nbs/04_tcav.ipynb #d7f6814a
-def _named(sets, what:str)->dict:
-    "A dict name -> set from a dict, or a list of ConceptSets (their .name) / plain sets (what_i)."
-    if isinstance(sets, dict):
-        if not sets: raise GcavInputError(f"{what} sets are empty: give at least one set of examples")
-        return dict(sets)
-    if isinstance(sets, (list, tuple)) and sets and not isinstance(sets[0], str):
-        return {getattr(x, "name", None) or f"{what}_{i}": x for i, x in enumerate(sets)}
-    raise TypeError(f"{what} sets must be a dict name -> examples or a list of example sets, got {type(sets).__name__}"
-                    + (" (a list of strings is one set: wrap it in a list or a dict)" if isinstance(sets, (list, tuple)) and sets else ""))
-
 def _check_run(test, correction, alpha, seed, relative, sets, cavs):
-    "The argument checks of `run_concepts` that need no model."
+    "The argument checks of `run_concepts` that need neither the model nor the data."
     if not isinstance(seed, int) or isinstance(seed, bool): raise GcavInputError(f"seed must be an int, got {seed!r}")
     if test not in TESTS: raise GcavInputError(f"unknown test {test!r}; expected one of {TESTS}")
     if (correction or "none") not in CORRECTIONS: raise GcavInputError(f"unknown correction {correction!r}; expected one of {CORRECTIONS}")
@@ -798,10 +789,19 @@ def _check_run(test, correction, alpha, seed, relative, sets, cavs):
         if not (isinstance(p, (tuple, list)) and len(p) == 2): raise GcavInputError(f"relative must be a list of (concept, counter) pairs, got {p!r}")
         for c in p:
             if cavs is None and c not in sets: raise UnknownNameError(f"relative pair {tuple(p)}: unknown concept {c!r}; known: {list(sets)}")
-    for k, v in sets.items():
-        if (n := len(getattr(v, "examples", v))) < 2: raise GcavInputError(f"set {k!r} has {n} example(s); a CAV needs at least 2")
 
-# %% ../nbs/04_tcav.ipynb #d9cff333
+def _checked_sets(concepts, random_sets, cavs, random_cavs, relative, test)->tuple[dict, dict]:
+    "The concept and random sets the run needs, through `data.check_sets` (the one validation path): ({name: ConceptSet}, ...)."
+    need_c, need_r = cavs is None, random_cavs is None or (cavs is None and relative is None)
+    if need_c and concepts is None: raise GcavInputError("give concepts (example sets) or cavs (a CAVSet)")
+    if need_r and random_sets is None: raise GcavInputError("give random_sets (>= 2 example sets) or random_cavs")
+    if need_c: sets, rnd = check_sets(concepts, random_sets if need_r else None)
+    elif need_r: sets, rnd = {}, check_sets(random_sets if isinstance(random_sets, dict) else {getattr(r, "name", None) or f"random_{i}": r for i, r in enumerate(random_sets)}, None)[0]
+    else: sets, rnd = {}, {}
+    if need_r and len(rnd) < (k := 3 if test == "pseudo" else 2): raise GcavInputError(f"need at least {k} random sets for test {test!r}, got {len(rnd)}")
+    return sets, rnd
+
+# %% ../nbs/04_tcav.ipynb #70c4aa9b
 def _versions()->dict:
     "Versions of what the numbers depend on, for the run's metadata."
     import gcav_nb
@@ -809,11 +809,12 @@ def _versions()->dict:
 
 def _run_meta(model, x, ids, pooling, seed, classifier, C, relative, prepend_bos, methods)->dict:
     "The provenance `run_concepts` records: model, settings, the effective BOS choice, methods, versions."
-    bos = (prepend_bos if prepend_bos is not None else getattr(getattr(model, "cfg", None), "default_prepend_bos", None)) if isinstance(x, list) else None
+    bos = (prepend_bos if prepend_bos is not None else default_prepend_bos(model)) if isinstance(x, list) else None
     return dict(model=getattr(model, "gcav_name", type(model).__name__), revision=getattr(model, "gcav_revision", None), target_ids=ids,
                 pooling=pooling if isinstance(pooling, str) else "mask", seed=seed, classifier=classifier, C=C, relative=relative,
                 n_inputs=len(x), prepend_bos=bos, methods=[repr(m) for m in methods], versions=_versions())
 
+# %% ../nbs/04_tcav.ipynb #d9cff333
 def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Module (wrapped for you)
                  inputs, # the inputs X_k: texts / ConceptSet, or a tensor [n, ...]
                  concepts, # dict name -> examples (texts, ConceptSet, tensor) or a list of ConceptSets; None with `cavs`
@@ -838,13 +839,8 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
     "Concept scores of every method at every layer against each method's own null, with tests; all shared work done once."
     methods = _check_methods(methods)
     model = _hooked(model); target = as_target(target); names = resolve_hooks(model, hooks); ids = target.ids(model)
-    x = _as_inputs(inputs); sets = {} if cavs is not None else _named(concepts, "concept") if concepts is not None else None
-    if sets is None: raise GcavInputError("give concepts (example sets) or cavs (a CAVSet)")
-    rnd = {} if random_cavs is not None and (cavs is not None or relative is not None) else _named(random_sets, "random") if random_sets is not None else None
-    if rnd is None: raise GcavInputError("give random_sets (>= 2 example sets) or random_cavs")
-    if rnd and len(rnd) < (3 if test == "pseudo" else 2): raise GcavInputError(f"need at least {3 if test == 'pseudo' else 2} random sets for test {test!r}, got {len(rnd)}")
-    if clash := set(rnd) & set(sets): raise GcavInputError(f"names used both as concept and random set: {sorted(clash)}")
-    _check_run(test, correction, alpha, seed, relative, {**sets, **rnd}, cavs)
+    x = _as_inputs(inputs); sets, rnd = _checked_sets(concepts, random_sets, cavs, random_cavs, relative, test)
+    _check_run(test, correction, alpha, seed, relative, sets, cavs)
     bos = {} if prepend_bos is None else dict(prepend_bos=prepend_bos)
     acts = collect_sets(model, {**sets, **rnd}, names, pooling=pooling, batch_size=batch_size, progress=progress, **bos) if sets or rnd else {}
     fit = dict(layers=names, classifier=classifier, C=C, seed=seed)
