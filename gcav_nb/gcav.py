@@ -20,13 +20,13 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 import matplotlib.pyplot as plt
 from .config import GcavInputError, seed_everything, get_scale, register_scales, scaled
-from .tcav import sign_scores, correct_pvalues, tcav_pvalues, _per_layer   # TGCAV is TCAV's sign count on the decoded CAVs
+from .tcav import sign_scores, correct_pvalues, tcav_pvalues, stability_metrics, _per_layer   # TGCAV is TCAV's sign count on the decoded CAVs
 
 # %% auto #0
 __all__ = ['GCAV_MODES', 'COLLAPSE_COS', 'INSENSITIVE_COS', 'GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm',
            'FastDropout', 'LayerAutoencoders', 'AlignmentModel', 'FusionModel', 'soft_tcav', 'GCAV',
            'synthetic_gcav_problem', 'run_cosine', 'concept_cosine', 'cav_ttest', 'stability_table',
-           'direction_accuracy', 'null_negatives', 'GCAVMethod', 'ground_truth_benchmark', 'concept_map',
+           'direction_accuracy', 'null_negatives', 'GCAVMethod', 'pseudo_test', 'ground_truth_benchmark', 'concept_map',
            'global_concept_map', 'pgd_toward', 'plot_layer_scores', 'GCAVResult', 'run_gcav', 'ablations']
 
 # %% ../nbs/05_gcav.ipynb #dde9d135
@@ -100,7 +100,7 @@ register_scales("gcav", ci=dict(embed_dim=32, ae_hidden=(64,), ae_noise_copies=4
                         gpu=dict(embed_dim=2048, ae_hidden=(4096,), align_hidden=4096))
 
 GCAV_MODES = dict(official=dict(pos_init="normal", fuse_residual=False),  # the code's choices (the dataclass defaults)
-                  fixed=dict(pos_init="zero", fuse_residual=True))        # chosen by `ground_truth_benchmark` below
+                  fixed=dict(pos_init="zero", fuse_residual=False))       # chosen by `ground_truth_benchmark` below
 
 @patch(as_prop=True)
 def mode(self:GCAVConfig)->str:
@@ -627,13 +627,7 @@ def cav_ttest(scores:Float[Tensor, "L C R"], # concept scores (TCAV or TGCAV) pe
     return df
 
 # %% ../nbs/05_gcav.ipynb #33e30bba
-def _stability(s):
-    try:
-        from gcav_nb.tcav import stability_metrics
-        return stability_metrics(s, decimals=None)
-    except ImportError:  # gcav_nb.tcav not built yet: same formulas (card §3.1)
-        s = np.asarray(s, dtype=float); m = s.mean(); sd = s.std()
-        return dict(Mean=m, Std=sd, CV=sd / m if m else float("nan"), RR=(s.max() - s.min()) / m if m else float("nan"))
+def _stability(s): return stability_metrics(s, decimals=None)   # the formula lives in gcav_nb.tcav
 
 def stability_table(scores:dict, # method name -> Tensor [L, C, R] (or [L, C] already averaged)
                     concepts:list[str], # concept names (axis 1)
@@ -651,15 +645,11 @@ def stability_table(scores:dict, # method name -> Tensor [L, C, R] (or [L, C] al
 
 # %% ../nbs/05_gcav.ipynb #12c6e057
 def direction_accuracy(v:Float[Tensor, "d"], # a CAV
-                       pos:Float[Tensor, "n_pos d"], # concept activations at its layer
-                       neg:Float[Tensor, "n_neg d"], # random activations at its layer
-                       test_frac:float=0.33, seed:int=0)->float:
-    "Held-out accuracy of the classifier sign(x.v - t), t fit on a train split (balanced accuracy)."
-    g = torch.Generator().manual_seed(seed)
-    pp, pn = pos.float() @ v.float(), neg.float() @ v.float()
-    def split(x):
-        p = torch.randperm(len(x), generator=g); k = max(1, int(round(len(x) * test_frac))); return x[p[k:]], x[p[:k]]
-    (ptr, pte), (ntr, nte) = split(pp), split(pn)
+                       train_pos:Float[Tensor, "a d"], train_neg:Float[Tensor, "b d"], # examples its layer CAV was trained on: the threshold is fit here
+                       test_pos:Float[Tensor, "e d"], test_neg:Float[Tensor, "f d"], # examples its layer CAV never saw: the accuracy is measured here
+                      )->float:
+    "Held-out balanced accuracy of sign(x.v - t), the threshold t fit on the train examples (no re-split)."
+    ptr, ntr, pte, nte = (x.float() @ v.float() for x in (train_pos, train_neg, test_pos, test_neg))
     cand = torch.cat([ptr, ntr]).sort().values
     th = torch.cat([cand[:1] - 1, (cand[1:] + cand[:-1]) / 2, cand[-1:] + 1])
     acc = ((ptr[None] > th[:, None]).float().mean(1) + (ntr[None] <= th[:, None]).float().mean(1)) / 2
@@ -737,14 +727,18 @@ def diagnostics(self:GCAVMethod, warn:bool=False)->dict:
     return dict(table=t, runs_collapsed=bool(t.runs_collapsed.any()), fusion_ignores_input=bool(t.fusion_ignores_input.any()),
                 max_run_cos=float(t.run_cos_decoded.max()), max_input_sensitivity=float(t.input_sensitivity.max()))
 
-# %% ../nbs/05_gcav.ipynb #172f8dad
-def _pseudo_test(sc:Tensor, sn:Tensor, alpha:float, correction:str)->tuple[np.ndarray, np.ndarray]:
-    "Significant and direction [L, X] of scores sc [L, X, R] against null scores sn [L, N, R'] (pseudo-concept test)."
+# %% ../nbs/05_gcav.ipynb #2af6dc9f
+def pseudo_test(sc:Float[Tensor, "L X R"], # scores of X concepts' runs
+                sn:Float[Tensor, "L N Rn"], # scores of the same method's null: N pseudo-concepts
+                alpha:float=0.05, correction:str="bonferroni", # over all L x X tests
+               )->tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "(raw p, significant, sign of score - null mean), each [L, X]: `tcav_pvalues`' pseudo-concept test (until the pipeline's lands)."
     N, Rn = sn.shape[1:]
     pairs = [(i, j) for i in range(N) for j in range(Rn)]   # only the row (pseudo-concept) index matters to the test
     p = tcav_pvalues(sc, sn.reshape(len(sn), -1), "pseudo", random_pairs=pairs)
-    return correct_pvalues(p, correction) <= alpha, np.sign(sc.mean(-1).numpy() - sn.mean((1, 2))[:, None].numpy())
+    return p, correct_pvalues(p, correction) <= alpha, np.sign(sc.mean(-1).numpy() - sn.mean((1, 2))[:, None].numpy())
 
+# %% ../nbs/05_gcav.ipynb #172f8dad
 def ground_truth_benchmark(problem:dict, # `synthetic_gcav_problem(...)`: c0 planted, the other concepts irrelevant
                            methods:dict, # name -> GCAVMethod (or None: plain TCAV, the CAVs as they are)
                            alpha:float=0.05, correction:str="bonferroni", seed:int=0, progress:bool=False)->pd.DataFrame:
@@ -757,8 +751,8 @@ def ground_truth_benchmark(problem:dict, # `synthetic_gcav_problem(...)`: c0 pla
         sc, sn = sign_scores(grads, tc), sign_scores(grads, tn)                                        # [L, C, R], [L, N, R']
         ind_c = torch.stack([run_cosine(t) for t in tc]).numpy() <= COLLAPSE_COS                     # [L, C]: a test is refused where False
         ind_n = torch.stack([run_cosine(t) for t in tn]).numpy() <= COLLAPSE_COS                     # [L, N]
-        sig, sgn = _pseudo_test(sc, sn, alpha, correction); sig &= ind_c
-        fl = [_pseudo_test(sn[:, i:i + 1], sn[:, [j for j in range(N) if j != i]], alpha, correction)[0][:, 0] & ind_n[:, i] for i in range(N)]
+        _, sig, sgn = pseudo_test(sc, sn, alpha, correction); sig &= ind_c
+        fl = [pseudo_test(sn[:, i:i + 1], sn[:, [j for j in range(N) if j != i]], alpha, correction)[1][:, 0] & ind_n[:, i] for i in range(N)]
         rows.append(dict(method=name, planted_detected=(sig[:, 0] & (sgn[:, 0] > 0)).mean(), irrelevant_flagged=sig[:, 1:].mean() if sig.shape[1] > 1 else np.nan,
                          null_flagged=float(np.mean(fl)), runs_independent=float(ind_c.mean()), run_cos=float(torch.stack([run_cosine(x) for x in tc]).mean()),
                          input_sensitivity=np.nan if m is None else m.diagnostics()["max_input_sensitivity"]))
@@ -879,7 +873,7 @@ def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
             )->GCAVResult:
     "TCAV and TGCAV for `concepts` against `randoms` at `hooks`: one call from data to both methods' scores and tests."
     from gcav_nb.activations import collect
-    from gcav_nb.cav import fit_random_cavs, fit_tcav_cavs
+    from gcav_nb.cav import fit_random_cavs, fit_tcav_cavs, split_indices
     from gcav_nb.tcav import gradients, tcav_scores
     hooks = list(hooks)
     if len(hooks) < 2: raise GcavInputError(f"GCAV needs at least 2 layers (hooks); got {hooks}")
@@ -912,8 +906,11 @@ def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
     gm = GCAV(hooks, [c.shape[-1] for c in cav_list], names, len(rnames), cfg).fit(cav_list, rnd_list, g_list, progress=progress)
     tg = gm.tgcav_scores(g_list)
     dec = gm.decode()
-    dacc = torch.tensor([[np.mean([direction_accuracy(dec[l][c, r], cact[n][h], ract[rnames[r]][h], seed=seed) for r in range(len(rnames))])
-                          for c, n in enumerate(names)] for l, h in enumerate(hooks)])
+    def held_out(v, n, r, h):  # the split `fit_tcav_cavs` used for concept n vs random set r (salt = r's index)
+        a, b = cact[n][h], ract[rnames[r]][h]; m = min(len(a), len(b))
+        (atr, ate), (btr, bte) = split_indices(n, len(a), m, seed=seed, salt=r), split_indices(rnames[r], len(b), m, seed=seed, salt=r)
+        return direction_accuracy(v, a[atr], b[btr], a[ate], b[bte])
+    dacc = torch.tensor([[np.mean([held_out(dec[l][c, r], n, r, h) for r in range(len(rnames))]) for c, n in enumerate(names)] for l, h in enumerate(hooks)])
     return GCAVResult(hooks, names, tc, tg, rt, rt2, cavs.accuracy.mean(-1), dacc, gm, cavs, meta, alpha, correction, (cav_list, rnd_list, g_list))
 
 
