@@ -23,12 +23,12 @@ from .config import GcavInputError, UnknownNameError, all_finite
 from .models import tokenize, token_id, wrap_module, resolve_hooks, default_prepend_bos
 from .data import check_sets
 from .activations import collect_sets, pool
-from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_cavs, split_indices
+from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_cavs, heldout_accuracy
 
 # %% auto #0
 __all__ = ['TESTS', 'CORRECTIONS', 'COLLAPSE', 'Target', 'logit', 'logprob', 'logit_diff', 'class_logit', 'loss', 'as_target',
            'gradients', 'tcav_scores', 'per_layer', 'sign_scores', 'tcav_pvalues', 'min_pvalue', 'correct_pvalues',
-           'stability_metrics', 'CAVMethod', 'null_cavs', 'run_cosine', 'heldout_accuracy', 'ConceptResult',
+           'stability_metrics', 'CAVMethod', 'null_cavs', 'run_cosine', 'method_accuracy', 'ConceptResult',
            'ConceptReport', 'tcav_result', 'run_concepts', 'tcav']
 
 # %% ../nbs/04_tcav.ipynb #4e79ec1d
@@ -415,26 +415,19 @@ def run_cosine(v:Float[Tensor, "X R d"], # CAVs of X concepts (or pseudo-concept
     return (G.sum((1, 2)) - G.diagonal(dim1=1, dim2=2).sum(1)) / (R * (R - 1))
 
 # %% ../nbs/04_tcav.ipynb #c23ce16b
-def heldout_accuracy(vs:list[Tensor], # per layer [C, R, d_l]: directions in the layout of `cavs`
-                     cavs:CAVSet, # the per-layer CAVs they come from (their sets, splits, seed)
-                     acts:dict, # set name -> {hook: [n, d]}: the activations the CAVs were fitted on
-                     layers:list[str]|None=None, # default: the CAVSet's layers
-                    )->Float[Tensor, "layer concept run"]:
-    "Balanced accuracy of each direction on the held-out split of the problem its layer CAV was fitted on."
-    layers = layers or cavs.layers; m = cavs.meta; tf, seed = m.get("test_frac", 0.33), m.get("seed", 0)
-    negs = m.get("negatives", cavs.runs); rel = m.get("kind") == "relative"
+def method_accuracy(vs:list[Tensor], # per layer [C, R, d_l]: directions in the layout of `cavs` (a method's transformed CAVs)
+                    cavs:CAVSet, # the per-layer CAVs they come from (their sets and splits: `CAVSet.split`)
+                    acts:dict, # set name -> {hook: [n, d]}: the activations the CAVs were fitted on
+                    layers:list[str]|None=None, # default: the CAVSet's layers
+                   )->Float[Tensor, "layer concept run"]:
+    "Held-out accuracy (`cav.heldout_accuracy`) of each direction on the split its layer CAV was fitted on; NaN where a set is missing."
+    layers = layers or cavs.layers
     out = torch.full((len(layers), len(cavs.concepts), len(cavs.runs)), float("nan"))
     for ci, c in enumerate(cavs.concepts):
         for ri in range(len(cavs.runs)):
-            p, q = c.split("~") if rel else (c, negs[ri])
-            if p not in acts or q not in acts: continue
-            n_p, n_q = len(acts[p][layers[0]]), len(acts[q][layers[0]]); k = min(n_p, n_q)
-            (ptr, pte), (qtr, qte) = split_indices(p, n_p, k, tf, seed, ri), split_indices(q, n_q, k, tf, seed, ri)
-            if not len(pte): continue
-            for li, l in enumerate(layers):
-                v = vs[li][ci, ri].float(); a, b = acts[p][l].float() @ v, acts[q][l].float() @ v   # projections [n]
-                t = (a[ptr].mean() + b[qtr].mean()) / 2
-                out[li, ci, ri] = ((a[pte] > t).float().mean() + (b[qte] <= t).float().mean()) / 2
+            sp = cavs.split(c, ri)
+            if sp.pos not in acts or sp.neg not in acts: continue
+            for li, l in enumerate(layers): out[li, ci, ri] = heldout_accuracy(vs[li][ci, ri], acts[sp.pos][l], acts[sp.neg][l], sp)
     return out
 
 # %% ../nbs/04_tcav.ipynb #b4e45f7a
@@ -772,7 +765,7 @@ def tcav_result(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
     for m in methods:
         s, n, cos, ncos, tc = _method_scores(m, cv, nv, g, sign, names, list(cavs.concepts), seed, progress)
         same = type(m).transform is CAVMethod.transform                    # the identity: the fit's own held-out accuracy
-        acc = cavs.accuracy[li].clone() if same else heldout_accuracy(tc, cavs, acts, names) if acts else torch.full(s.shape, float("nan"))
+        acc = cavs.accuracy[li].clone() if same else method_accuracy(tc, cavs, acts, names) if acts else torch.full(s.shape, float("nan"))
         for k, v in zip(out, (s, n, acc, cos, ncos, m.diagnostics())): out[k][m.name] = v
     return ConceptResult(layers=names, concepts=list(cavs.concepts), runs=list(cavs.runs), null_names=rnames, target=tname, test=test,
                          correction=correction, alpha=alpha, meta={**(meta or {}), "target": tname, "hooks": names, "cav_meta": cavs.meta},
