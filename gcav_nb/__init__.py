@@ -6,17 +6,24 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/index.ipynb #8bc6b2cb
+# %% ../nbs/index.ipynb #005077cd
 import importlib
 
 _LAZY = {
-    "config": ["get_scale", "by_scale", "cache_dir", "seed_everything", "GcavInputError", "UnknownNameError"],
-    "models": ["load_model", "wrap_module", "hook_names", "resolve_hooks", "layer_hooks", "tokenize", "token_id", "generate", "model_info"],
-    "data": ["ConceptSet", "load_concepts", "random_sets", "random_pool", "load_templates", "apply_template", "text_corpus"],
-    "activations": ["collect", "capture"],
+    "config": ["get_scale", "by_scale", "register_scales", "scaled", "cache_dir", "seed_everything", "atomic_write", "GcavInputError", "UnknownNameError"],
+    "models": ["load_model", "register_model", "wrap_module", "hook_names", "resolve_hooks", "layer_hooks", "tokenize", "token_id",
+               "default_prepend_bos", "model_info"],
+    "generation": ["generate"],
+    "data": ["ConceptSet", "concept_names", "load_concepts", "random_sets", "random_pool", "load_templates", "apply_template",
+             "check_sets", "text_sets", "text_corpus"],
+    "activations": ["collect", "collect_sets", "capture"],
     "cav": ["CAVSet", "ConceptVector", "fit_cavs", "fit_random_cavs", "fit_relative_cavs", "fit_tcav_cavs"],
-    "tcav": ["gradients", "tcav_scores", "sign_scores", "tcav_result", "stability_metrics", "logit", "logprob", "logit_diff", "class_logit"],
-    "gcav": ["GCAV", "GCAVConfig", "run_gcav"],
+    "tcav": ["run_concepts", "ConceptResult", "CAVMethod", "gradients", "tcav_scores", "sign_scores", "tcav_result",
+             "stability_metrics", "logit", "logprob", "logit_diff", "class_logit"],
+    "gcav": ["GCAVMethod", "GCAVConfig", "GCAV", "run_gcav"],
+    "store": ["token_blocks", "ActivationStore"],
+    "metrics": ["kl_divergence", "entropy", "ce_loss", "perplexity", "kl_vs_model", "ce_loss_recovered", "l0"],
+    "train": ["train_loop", "make_optimizer"],
 }
 __all__ = [n for names in _LAZY.values() for n in names]
 

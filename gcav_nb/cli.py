@@ -213,13 +213,6 @@ def _run_hooks(model, layers:list|None)->list[str]:
     if len(hooks) < 2: raise GcavInputError(f"--layers needs at least 2 layers (GCAV and the test across layers compare layers); got {hooks}")
     return hooks
 
-def _prepend_bos(model)->bool|None:
-    "Whether texts get a BOS token on this model (None for a non-text model)."
-    from gcav_nb import models
-    if hasattr(models, "default_prepend_bos"): return models.default_prepend_bos(model)
-    cfg = getattr(model, "cfg", None)
-    return None if cfg is None else bool(getattr(cfg, "default_prepend_bos", True))
-
 # %% ../nbs/06_cli.ipynb #e69296c7
 def run_settings(a:argparse.Namespace, # parsed arguments
                  s:dict, # from `validate_args`
@@ -227,13 +220,14 @@ def run_settings(a:argparse.Namespace, # parsed arguments
                 )->dict:
     "The effective settings of a run (what `run.json` records and the header prints)."
     from gcav_nb.data import random_pool
+    from gcav_nb.models import default_prepend_bos
     return dict(command=a.command, model=a.model, scale=s["scale"], seed=a.seed, device=a.device,
                 concepts={k: dict(n=len(v), source=v.source) for k, v in s["concepts"].items()},
                 relative=[f"{x}:{y}" for x, y in s["relative"]], runs=s["runs"], random_set_size=s["set_size"],
                 random_pool=a.random_file or "bundled", random_pool_size=len(s["pool"] or random_pool()),
                 inputs=a.inputs_file or f"held-out examples of {next(iter(s['concepts']))!r}", n_inputs=len(s["inputs"]),
                 target=target.name, target_token=a.target, foil=a.foil or None,
-                templates=a.templates, n_templates=len(s["templates"] or []), prepend_bos=_prepend_bos(model),
+                templates=a.templates, n_templates=len(s["templates"] or []), prepend_bos=default_prepend_bos(model),
                 layers=hooks, cache=str(s["cache"]) if s["cache"] else None)
 
 def format_header(st:dict)->str:
@@ -292,7 +286,7 @@ def run(argv:list[str]|None=None)->dict:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # raised inside gcav.cav_ttest
         acts = collect_sets(model, sets, hooks, cache=s["cache"], progress=not a.no_progress)
-        res = run_gcav(model, inputs, cs, rs, hooks, target, config=GCAVConfig.preset(s["scale"], seed=a.seed), seed=a.seed,
+        res = run_gcav(model, inputs, cs, rs, hooks, target, config=GCAVConfig.preset(scale=s["scale"], seed=a.seed), seed=a.seed,
                        progress=not a.no_progress, acts=acts, fit_gcav=a.command == "gcav")
         summary = _write_results(res, s["out"], a.overwrite, st, argv, time.perf_counter() - t0)
     print(summary, flush=True)

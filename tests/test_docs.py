@@ -59,6 +59,17 @@ def test_scale_is_read_from_the_scale_cell_output(outs, expected):
     assert ('scale unknown' in note) if expected is None else (f'`{expected}`-scale' in note)
 
 
+@pytest.mark.parametrize('text,expected', [("collect:   0%|          | 0/15 [00:00<?, ?it/s]", True),
+                                           ("gradients: 100%|##########| 1/1 [00:01<00:00]", True),
+                                           ("HBox(children=(Dropdown(...), IntRangeSlider(...)))", False), ("Explorer", False)])
+def test_saved_progress_bars_are_dropped_other_widgets_noted(text, expected):
+    "A saved tqdm bar (progress is on by default) is dropped from pages and the README; other widgets get the static note."
+    assert bd.is_progress_bar(text) == expected
+    w = {'output_type': 'display_data', 'metadata': {}, 'data': {bd.WIDGET_MIME: {'model_id': 'x'}, 'text/plain': [text]}}
+    page = bd.page_nb(_nb(_code('run()', w)), '', None, readme=True)
+    assert len(page['cells'][0]['outputs']) == (0 if expected else 1)
+
+
 # ------------------------------------------------------------------ the built site in a browser
 class _Links(HTMLParser):
     def __init__(self):
@@ -210,3 +221,16 @@ def test_readme_is_rendered_from_the_index_notebook(tmp_path):
     out = tmp_path/'README.md'
     assert out.read_text(encoding='utf-8') == (ROOT/'README.md').read_text(encoding='utf-8'), \
         "README.md is stale: run `python tools/build_docs.py --readme` and commit README.md (+ README_files/)"
+
+
+def test_readme_documents_the_top_level_names_and_the_basics():
+    "README.md has a row per top-level name (module + docstring line), no lazy-import machinery, and the basics a new user asked for."
+    import gcav_nb
+    text = (ROOT/'README.md').read_text(encoding='utf-8')
+    assert '__getattr__' not in text and '__dir__' not in text and '_LAZY' not in text
+    for mod, names in gcav_nb._LAZY.items():
+        for n in names:
+            doc = (getattr(gcav_nb, n).__doc__ or '').strip().splitlines()[0]
+            assert f"| `{n}` | `gcav_nb.{mod}` | {doc} |" in text, f"{n} missing from the README's table of top-level names"
+    for what in ('GCAV_NB_SCALE', 'ConceptSet.from_list', 'ConceptSet.from_file', 'CAVSet.load', 'ConceptResult.load', '--overwrite'):
+        assert what in text, f"the README does not mention {what}"

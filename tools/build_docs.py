@@ -180,6 +180,14 @@ def _md_cell(text: str, cid: str) -> dict:
     return {'cell_type': 'markdown', 'id': cid, 'metadata': {}, 'source': text}
 
 
+_re_bar = re.compile(r'^\S[^|\n]*:\s+\d+%\|')
+
+
+def is_progress_bar(text: str) -> bool:
+    "True for the text/plain of a tqdm notebook bar ('collect:  40%|####  | 2/5 [...]')."
+    return bool(_re_bar.match(text.strip()))
+
+
 def page_nb(nb: dict, doc_url: str, note: str | None, readme: bool = False) -> dict:
     "A processed notebook made ready for myst-nb (or nbconvert, for the README)."
     nb = copy.deepcopy(nb)
@@ -212,6 +220,7 @@ def page_nb(nb: dict, doc_url: str, note: str | None, readme: bool = False) -> d
                     if k == 'text/markdown': data[k] = re.sub(r'\{target="_blank"[^}]*\}', '', data[k])
                     if k == 'text/markdown' and not readme:     # show_doc's leading rule: invalid inside an output
                         data[k] = re.sub(r'^\s*---\s*\n', '', data[k])
+                if WIDGET_MIME in data and is_progress_bar(data.get('text/plain', '')): continue   # a saved tqdm bar says nothing
                 if WIDGET_MIME in data:                               # a live widget cannot run on a static page
                     o = {'output_type': 'display_data', 'metadata': {},
                          'data': {'text/markdown': '*(interactive widget: run this notebook in Jupyter to use it; '
