@@ -20,14 +20,15 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 import matplotlib.pyplot as plt
 from .config import GcavInputError, seed_everything, get_scale, register_scales, scaled
-from .tcav import sign_scores, correct_pvalues, tcav_pvalues, stability_metrics, _per_layer   # TGCAV is TCAV's sign count on the decoded CAVs
+from .tcav import (sign_scores, correct_pvalues, tcav_pvalues, stability_metrics, per_layer, CAVMethod, COLLAPSE, run_cosine,
+                          run_concepts, method_accuracy, ConceptResult)   # TGCAV is TCAV's sign count on the decoded CAVs
 
 # %% auto #0
-__all__ = ['GCAV_MODES', 'COLLAPSE_COS', 'INSENSITIVE_COS', 'GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm',
-           'FastDropout', 'LayerAutoencoders', 'AlignmentModel', 'FusionModel', 'soft_tcav', 'GCAV',
-           'synthetic_gcav_problem', 'run_cosine', 'concept_cosine', 'cav_ttest', 'stability_table',
-           'direction_accuracy', 'null_negatives', 'GCAVMethod', 'pseudo_test', 'ground_truth_benchmark', 'concept_map',
-           'global_concept_map', 'pgd_toward', 'plot_layer_scores', 'GCAVResult', 'run_gcav', 'ablations']
+__all__ = ['GCAV_MODES', 'INSENSITIVE_COS', 'GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm', 'FastDropout',
+           'LayerAutoencoders', 'AlignmentModel', 'FusionModel', 'soft_tcav', 'GCAV', 'synthetic_gcav_problem',
+           'concept_cosine', 'cav_ttest', 'stability_table', 'null_negatives', 'GCAVMethod', 'pseudo_test',
+           'ground_truth_benchmark', 'concept_map', 'global_concept_map', 'pgd_toward', 'plot_layer_scores', 'gcav',
+           'GCAVResult', 'run_gcav', 'ablations']
 
 # %% ../nbs/05_gcav.ipynb #dde9d135
 _CHOICES = dict(positive=("mirror", "random"), negatives=("random", "concepts"), fuse=("transformer", "attention", "mean"),
@@ -125,8 +126,8 @@ def check_gcav_inputs(cavs, # concept CAVs: Tensor [L, C, R, d] or list of L Ten
                       layers:list[str]|None=None, # layer names (default '0'..'L-1')
                      )->tuple:
     "Validate GCAV's inputs early; return them as per-layer lists plus the layer names."
-    cavs = _per_layer(cavs, "cavs"); rnd = _per_layer(random_cavs, "random_cavs")
-    grd = None if grads is None else _per_layer(grads, "grads")
+    cavs = per_layer(cavs, "cavs"); rnd = per_layer(random_cavs, "random_cavs")
+    grd = None if grads is None else per_layer(grads, "grads")
     L = len(cavs)
     if L < 2: raise GcavInputError(f"GCAV integrates CAVs across layers and needs at least 2 layers; got {L}")
     layers = [str(i) for i in range(L)] if layers is None else [str(l) for l in layers]
@@ -513,15 +514,7 @@ def synthetic_gcav_problem(L:int=4, # layers
                 concepts=[f"c{c}" for c in range(C)], runs=R)
 
 # %% ../nbs/05_gcav.ipynb #7b80eea9
-COLLAPSE_COS = 0.99  # runs whose mean pairwise cosine exceeds this are copies of one vector, not independent samples
 INSENSITIVE_COS = 0.95  # a fusion whose output for random inputs is this close to its output for the real ones ignores its input
-
-def run_cosine(x:Float[Tensor, "... R d"], # R runs of one concept (any leading axes)
-              )->Float[Tensor, "..."]:
-    "Mean pairwise cosine between the R runs on axis -2 (1.0: all runs are one vector)."
-    u = F.normalize(x.float(), dim=-1); R = u.shape[-2]
-    if R < 2: raise GcavInputError(f"run_cosine needs at least 2 runs on axis -2; got shape {tuple(x.shape)}")
-    return ((u @ u.transpose(-1, -2)).sum((-1, -2)) - R) / (R * (R - 1))
 
 def concept_cosine(x:Float[Tensor, "C R d"], # R runs of each of C concepts
                   )->Float[Tensor, "C"]:
@@ -529,6 +522,8 @@ def concept_cosine(x:Float[Tensor, "C R d"], # R runs of each of C concepts
     m = F.normalize(F.normalize(x.float(), dim=-1).mean(1), dim=-1); C = len(m)
     if C < 2: return torch.full((C,), float("nan"))
     return ((m @ m.T).sum(1) - 1) / (C - 1)
+
+def _run_cos(x:Float[Tensor, "... R d"])->Float[Tensor, "..."]: return run_cosine(x.reshape(-1, *x.shape[-2:])).reshape(x.shape[:-2])
 
 # %% ../nbs/05_gcav.ipynb #362b7094
 @patch
@@ -545,19 +540,19 @@ def diagnostics(self:GCAV, seed:int=0, # seed of the random inputs the fusion is
         rnd = F.normalize(torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
         sens = F.cosine_similarity(self.fuser(z), self.fuser(rnd), dim=-1).mean(-1) if self.cfg.fuse_input != "none" else torch.full((C,), float("nan"))
     df = pd.DataFrame(dict(concept=self.concepts,
-        run_cos_embedded=run_cosine(emb).mean(1).numpy() if emb is not None else np.nan,            # after stage 1 (AE)
-        run_cos_aligned=run_cosine(self.aligned).mean(1).numpy(),                                    # after stage 2
-        run_cos_global=run_cosine(self.global_cavs).numpy() if self.cfg.fuse_input != "none" else np.nan,  # after stage 3
-        run_cos_decoded=torch.stack([run_cosine(d) for d in dec]).mean(0).numpy(),                   # decoded, mean over layers
+        run_cos_embedded=_run_cos(emb).mean(1).numpy() if emb is not None else np.nan,            # after stage 1 (AE)
+        run_cos_aligned=_run_cos(self.aligned).mean(1).numpy(),                                    # after stage 2
+        run_cos_global=_run_cos(self.global_cavs).numpy() if self.cfg.fuse_input != "none" else np.nan,  # after stage 3
+        run_cos_decoded=torch.stack([_run_cos(d) for d in dec]).mean(0).numpy(),                   # decoded, mean over layers
         concept_cos_decoded=torch.stack([concept_cosine(d) for d in dec]).mean(0).numpy(),
         input_sensitivity=sens.numpy()))
-    df["runs_collapsed"] = df.run_cos_decoded > COLLAPSE_COS
+    df["runs_collapsed"] = df.run_cos_decoded > COLLAPSE
     df["fusion_ignores_input"] = df.input_sensitivity > INSENSITIVE_COS
     if warn: _warn_diagnostics(df)
     return df
 
 def _warn_diagnostics(df:pd.DataFrame):
-    for col, what in (("runs_collapsed", f"the decoded CAVs of its runs have mean cosine > {COLLAPSE_COS}: TGCAV's runs are not independent samples"),
+    for col, what in (("runs_collapsed", f"the decoded CAVs of its runs have mean cosine > {COLLAPSE}: TGCAV's runs are not independent samples"),
                       ("fusion_ignores_input", f"the fusion gives nearly the same output (cosine > {INSENSITIVE_COS}) for random inputs: the global CAV ignores the CAVs")):
         bad = df.concept[df[col]].tolist()
         if bad: warnings.warn(f"GCAV {col.replace('_', ' ')} for {bad[:5]}{'...' if len(bad) > 5 else ''}: {what}", stacklevel=3)
@@ -643,19 +638,6 @@ def stability_table(scores:dict, # method name -> Tensor [L, C, R] (or [L, C] al
             rows.append(dict(concept=name, method=meth, **{k: float(x) for k, x in _stability(v).items()}))
     return pd.DataFrame(rows)
 
-# %% ../nbs/05_gcav.ipynb #12c6e057
-def direction_accuracy(v:Float[Tensor, "d"], # a CAV
-                       train_pos:Float[Tensor, "a d"], train_neg:Float[Tensor, "b d"], # examples its layer CAV was trained on: the threshold is fit here
-                       test_pos:Float[Tensor, "e d"], test_neg:Float[Tensor, "f d"], # examples its layer CAV never saw: the accuracy is measured here
-                      )->float:
-    "Held-out balanced accuracy of sign(x.v - t), the threshold t fit on the train examples (no re-split)."
-    ptr, ntr, pte, nte = (x.float() @ v.float() for x in (train_pos, train_neg, test_pos, test_neg))
-    cand = torch.cat([ptr, ntr]).sort().values
-    th = torch.cat([cand[:1] - 1, (cand[1:] + cand[:-1]) / 2, cand[-1:] + 1])
-    acc = ((ptr[None] > th[:, None]).float().mean(1) + (ntr[None] <= th[:, None]).float().mean(1)) / 2
-    t = th[acc.argmax()]
-    return float(((pte > t).float().mean() + (nte <= t).float().mean()) / 2)
-
 # %% ../nbs/05_gcav.ipynb #f0744ffd
 def null_negatives(null:list[Tensor], # per layer [N, N-1, d_l]: row i = random set i vs each other set, in order
                   )->list[Tensor]:
@@ -670,7 +652,7 @@ def null_negatives(null:list[Tensor], # per layer [N, N-1, d_l]: row i = random 
 # %% ../nbs/05_gcav.ipynb #d2fa1164
 def _same(a:list[Tensor], b:list[Tensor])->bool: return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
 
-class GCAVMethod:
+class GCAVMethod(CAVMethod):
     "GCAV as a CAV method of the concept pipeline: `fit` on the concept CAVs, `transform` any CAV stack through it."
     def __init__(self, config:GCAVConfig|None=None, # GCAV hyperparameters (default `GCAVConfig.preset()`: fixed mode)
                  name:str|None=None, # the `method` column; default 'TGCAV-official' or 'TGCAV-fixed' from the config
@@ -688,7 +670,7 @@ def fit(self:GCAVMethod, cavs, # per layer [C, R, d_l]: concept-vs-random CAVs
         grads, # per layer [n, d_l]: target gradients
         *, layers:list[str]|None=None, concepts:list[str]|None=None, seed:int=0, progress:bool=True)->GCAVMethod:
     "Train GCAV on the concept CAVs (the autoencoders also learn the null CAVs; stage-2 negatives: the null CAVs); returns self."
-    null = _per_layer(null, "null")
+    null = per_layer(null, "null")
     cavs, flat, grads, layers = check_gcav_inputs(cavs, [n.reshape(-1, n.shape[-1]) for n in null], grads, layers)
     if null[0].ndim != 3 or null[0].shape[1] < 2: raise GcavInputError(f"null must be per layer [N, R', d] with R' >= 2 runs; got {tuple(null[0].shape)}")
     C, R = cavs[0].shape[:2]
@@ -706,7 +688,7 @@ def transform(self:GCAVMethod, cavs, # per layer [X, R, d_l]: any stack of CAVs 
              )->list[Tensor]:
     "Each row's decoded global CAVs, per layer [X, R, d_l] (unit norm): stages 2-3 run for a stack not seen before."
     if self.gcav is None: raise GcavInputError("GCAVMethod.transform before fit: call .fit(cavs, null, grads) first")
-    cavs = _per_layer(cavs, "cavs")
+    cavs = per_layer(cavs, "cavs")
     for seen, gm in self._stacks:
         if _same(cavs, seen): return gm.decode()
     if len(cavs) != len(self.gcav.layers) or cavs[0].ndim != 3: raise GcavInputError(
@@ -732,10 +714,8 @@ def pseudo_test(sc:Float[Tensor, "L X R"], # scores of X concepts' runs
                 sn:Float[Tensor, "L N Rn"], # scores of the same method's null: N pseudo-concepts
                 alpha:float=0.05, correction:str="bonferroni", # over all L x X tests
                )->tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "(raw p, significant, sign of score - null mean), each [L, X]: `tcav_pvalues`' pseudo-concept test (until the pipeline's lands)."
-    N, Rn = sn.shape[1:]
-    pairs = [(i, j) for i in range(N) for j in range(Rn)]   # only the row (pseudo-concept) index matters to the test
-    p = tcav_pvalues(sc, sn.reshape(len(sn), -1), "pseudo", random_pairs=pairs)
+    "(raw p, significant, sign of score - null mean), each [L, X]: the pipeline's pseudo-concept test (`tcav_pvalues`), on tensors."
+    p = tcav_pvalues(sc, sn, "pseudo")
     return p, correct_pvalues(p, correction) <= alpha, np.sign(sc.mean(-1).numpy() - sn.mean((1, 2))[:, None].numpy())
 
 # %% ../nbs/05_gcav.ipynb #172f8dad
@@ -749,8 +729,8 @@ def ground_truth_benchmark(problem:dict, # `synthetic_gcav_problem(...)`: c0 pla
         if m is not None: m.fit(cavs, null, grads, layers=problem["layers"], concepts=problem["concepts"], seed=seed, progress=progress)
         tc, tn = (cavs, null) if m is None else (m.transform(cavs), m.transform(null))
         sc, sn = sign_scores(grads, tc), sign_scores(grads, tn)                                        # [L, C, R], [L, N, R']
-        ind_c = torch.stack([run_cosine(t) for t in tc]).numpy() <= COLLAPSE_COS                     # [L, C]: a test is refused where False
-        ind_n = torch.stack([run_cosine(t) for t in tn]).numpy() <= COLLAPSE_COS                     # [L, N]
+        ind_c = torch.stack([run_cosine(t) for t in tc]).numpy() <= COLLAPSE                     # [L, C]: a test is refused where False
+        ind_n = torch.stack([run_cosine(t) for t in tn]).numpy() <= COLLAPSE                     # [L, N]
         _, sig, sgn = pseudo_test(sc, sn, alpha, correction); sig &= ind_c
         fl = [pseudo_test(sn[:, i:i + 1], sn[:, [j for j in range(N) if j != i]], alpha, correction)[1][:, 0] & ind_n[:, i] for i in range(N)]
         rows.append(dict(method=name, planted_detected=(sig[:, 0] & (sgn[:, 0] > 0)).mean(), irrelevant_flagged=sig[:, 1:].mean() if sig.shape[1] > 1 else np.nan,
@@ -809,6 +789,21 @@ def plot_layer_scores(frames:dict, # method -> DataFrame from `cav_ttest`
     ax.set_xlabel("layer"); ax.set_ylabel("score"); ax.set_title(title or f"{concept}: per-layer scores (hollow = not significant)")
     ax.legend(fontsize=8)
     return fig
+
+# %% ../nbs/05_gcav.ipynb #c7d038c4
+def gcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Module
+         inputs, # the target inputs X_k: texts / ConceptSet, or a tensor [n, ...]
+         concepts, # dict name -> examples, or a list of ConceptSets
+         random_sets, # list (or dict) of >= 3 random example sets (the null's pseudo-concepts)
+         hooks, # hook names, glob or predicate (>= 2 layers)
+         target, # `Target`, token str, class int or callable
+         config:GCAVConfig|list|None=None, # one config or several (e.g. both modes); None: `GCAVConfig.preset()` (fixed mode)
+         **kw, # any other `run_concepts` argument (test, correction, alpha, seed, batch_size, prepend_bos, progress, ...)
+        )->ConceptResult:
+    "TCAV and TGCAV at every layer, each against its own null: `run_concepts` with `CAVMethod()` and `GCAVMethod(config)`."
+    cfgs = config if isinstance(config, (list, tuple)) else [config]
+    if bad := [type(c).__name__ for c in cfgs if c is not None and not isinstance(c, GCAVConfig)]: raise TypeError(f"config must be GCAVConfig(s), got {bad}")
+    return run_concepts(model, inputs, concepts, random_sets, hooks, target, methods=[CAVMethod(), *(GCAVMethod(c) for c in cfgs)], **kw)
 
 # %% ../nbs/05_gcav.ipynb #2f36eb74
 @dataclass
@@ -873,7 +868,7 @@ def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
             )->GCAVResult:
     "TCAV and TGCAV for `concepts` against `randoms` at `hooks`: one call from data to both methods' scores and tests."
     from gcav_nb.activations import collect
-    from gcav_nb.cav import fit_random_cavs, fit_tcav_cavs, split_indices
+    from gcav_nb.cav import fit_random_cavs, fit_tcav_cavs
     from gcav_nb.tcav import gradients, tcav_scores
     hooks = list(hooks)
     if len(hooks) < 2: raise GcavInputError(f"GCAV needs at least 2 layers (hooks); got {hooks}")
@@ -906,11 +901,7 @@ def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
     gm = GCAV(hooks, [c.shape[-1] for c in cav_list], names, len(rnames), cfg).fit(cav_list, rnd_list, g_list, progress=progress)
     tg = gm.tgcav_scores(g_list)
     dec = gm.decode()
-    def held_out(v, n, r, h):  # the split `fit_tcav_cavs` used for concept n vs random set r (salt = r's index)
-        a, b = cact[n][h], ract[rnames[r]][h]; m = min(len(a), len(b))
-        (atr, ate), (btr, bte) = split_indices(n, len(a), m, seed=seed, salt=r), split_indices(rnames[r], len(b), m, seed=seed, salt=r)
-        return direction_accuracy(v, a[atr], b[btr], a[ate], b[bte])
-    dacc = torch.tensor([[np.mean([held_out(dec[l][c, r], n, r, h) for r in range(len(rnames))]) for c, n in enumerate(names)] for l, h in enumerate(hooks)])
+    dacc = method_accuracy(dec, cavs, {**cact, **ract}, hooks).nanmean(-1)                         # held out: the CAV fit's own split
     return GCAVResult(hooks, names, tc, tg, rt, rt2, cavs.accuracy.mean(-1), dacc, gm, cavs, meta, alpha, correction, (cav_list, rnd_list, g_list))
 
 

@@ -91,7 +91,8 @@ def test_run_gcav_rejects_a_concept_with_one_example():
 
 
 # --- issue 9: diagnostics, the two modes, a null that goes through GCAV -------------------------------------------
-from gcav_nb.gcav import GCAVMethod, ground_truth_benchmark, null_negatives, run_cosine, COLLAPSE_COS, INSENSITIVE_COS
+from gcav_nb.gcav import GCAVMethod, ground_truth_benchmark, null_negatives, INSENSITIVE_COS, gcav
+from gcav_nb.tcav import run_cosine, COLLAPSE, CAVMethod
 from gcav_nb.config import scale_table
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_official_fusion_ignores_its_input_and_the_fixed_one_does_not(gt_problem
 
 def test_collapsed_runs_are_flagged():
     "Runs that are copies of one vector have run cosine 1 and are flagged; orthogonal runs are not."
-    assert float(run_cosine(torch.ones(1, 4, 8))) > COLLAPSE_COS
+    assert float(run_cosine(torch.ones(1, 4, 8))) > COLLAPSE
     assert float(run_cosine(torch.eye(4)[None])) == 0.0
 
 def test_null_goes_through_gcav(gt_problem):
@@ -145,3 +146,16 @@ def test_random_concepts_through_gcav_are_rarely_significant(gt_problem):
     p = synthetic_gcav_problem(L=4, C=2, R=10, M=10, N=10, n=100, dims=[64] * 4, seed=3)   # 10 draws x 4 layers
     r = ground_truth_benchmark(p, {"fixed": GCAVMethod(GCAVConfig.preset("fixed", "ci"))}).iloc[0]
     assert r.null_flagged <= 0.05
+
+def test_gcav_method_is_a_cav_method_and_gcav_runs_both_modes():
+    "GCAVMethod plugs into the pipeline; gcav() scores TCAV and both TGCAV modes, each null through its own method."
+    from gcav_nb.models import load_model
+    from gcav_nb.tcav import class_logit
+    assert isinstance(GCAVMethod(), CAVMethod)
+    cnn = load_model("tiny-cnn", device="cpu"); g = torch.Generator().manual_seed(0)
+    img = lambda n: torch.rand(n, 3, 32, 32, generator=g)
+    r = gcav(cnn, img(8), {"c": img(8)}, [img(8) for _ in range(3)], ["relu1", "relu2"], class_logit(0),
+             config=[GCAVConfig.preset(m, "ci") for m in ("official", "fixed")], test="pseudo", progress=False)
+    assert r.methods == ["TCAV", "TGCAV-official", "TGCAV-fixed"]
+    assert r.null_scores["TGCAV-fixed"].shape == (2, 3, 2)
+    assert not torch.equal(r.null_scores["TGCAV-fixed"], r.null_scores["TCAV"])
