@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from torch import nn
-from .config import GcavInputError, UnknownNameError, cache_dir, all_finite, atomic_write
+from .config import GcavInputError, cache_dir, all_finite, atomic_write
+from .models import resolve_hooks, tokenize, default_prepend_bos
 
 # %% auto #0
 __all__ = ['POOLINGS', 'Captured', 'capture', 'pool', 'length_batches', 'padding_fraction', 'Activations', 'tensor_digest',
@@ -39,15 +39,6 @@ class Captured(dict):
             raise GcavInputError(f"hook(s) {m} did not fire during the forward pass; they exist in the model but the "
                                  f"input never reached them (a gated hook, a branch not taken, or stop_at_layer)")
 
-def _resolve(model, hooks)->list[str]:
-    from gcav_nb.models import resolve_hooks
-    names = resolve_hooks(model, hooks)
-    if not names: raise GcavInputError(f"no hooks selected by {hooks!r}")
-    hd = model.hook_dict
-    if bad := [n for n in names if n not in hd]:   # the Bridge silently skips unknown names: never let that through
-        raise UnknownNameError(f"unknown hook name(s) {bad}; see gcav_nb.models.hook_names(model)")
-    return names
-
 @contextmanager
 def capture(model, # a hooked model (`load_model` / `wrap_module`)
             hooks:str|list[str]|Callable, # hook names, a glob like `blocks.*.hook_resid_post`, or a predicate
@@ -56,7 +47,7 @@ def capture(model, # a hooked model (`load_model` / `wrap_module`)
             stop_early:bool=False, # raise `_StopForward` once every hook has fired (the caller catches it)
            ):
     "Context manager: hooks on `model` that store each activation in the yielded `Captured` dict, removed on exit."
-    names = _resolve(model, hooks)
+    names = resolve_hooks(model, hooks)   # the one resolver: unknown names raise (the Bridge would skip them silently)
     acts = Captured(names)
     def make(name):
         def fn(t, hook):
@@ -143,10 +134,7 @@ def _effective_bos(model, prepend_bos:bool|None)->bool|None:
     "The BOS choice `models.tokenize` makes for `prepend_bos` on this model (None for models without a tokenizer)."
     if prepend_bos is not None and not isinstance(prepend_bos, bool): raise TypeError(f"prepend_bos must be True, False or None, got {prepend_bos!r}")
     if getattr(model, "tokenizer", None) is None: return None
-    if prepend_bos is not None: return prepend_bos
-    from gcav_nb import models
-    if hasattr(models, "default_prepend_bos"): return bool(models.default_prepend_bos(model))
-    return bool(getattr(model.cfg, "default_prepend_bos", True))
+    return prepend_bos if prepend_bos is not None else default_prepend_bos(model)
 
 # %% ../nbs/02_activations.ipynb #064eb063
 class Activations(dict):
@@ -375,12 +363,11 @@ def collect(model, # a hooked model (`load_model` / `wrap_module`)
         raise GcavInputError(f"batch_size must be a positive int, got {batch_size!r}")
     examples, kind, data_hash, data_name = _as_examples(data)
     if kind == "tensor": examples = _check_tensor_input(model, examples, data_name)
-    n, names = len(examples), _resolve(model, hooks)
+    n, names = len(examples), resolve_hooks(model, hooks)
     _check_pooling(pooling, n, kind)
     tokens = am = lengths = None
     bos = _effective_bos(model, prepend_bos) if kind == "text" else None
     if kind == "text":
-        from gcav_nb.models import tokenize
         tokens, am = tokenize(model, examples, padding_side=padding_side, max_length=max_length, on_long=on_long, prepend_bos=bos)
         lengths = am.sum(1)
     batches = length_batches(n, batch_size, lengths if sort_by_length else None)

@@ -276,3 +276,12 @@ def test_image_mistakes_name_the_set():
     with pytest.raises(GcavInputError, match="expects"): collect(net, torch.randn(4, 6, 6, 3), "conv", progress=False)
     got = collect_sets(net, {"rgb": rgb, "dbl": rgb.double()}, "conv", progress=False)    # float64 is cast to the model's dtype
     assert torch.allclose(got["rgb"]["conv"], got["dbl"]["conv"])
+
+def test_stop_early_skips_the_unembedding_after_the_last_block(model):
+    "With every block requested, the forward stops at the last block: the final norm and unembedding never run."
+    fired = []
+    with model.hooks(fwd_hooks=[(h, lambda t, hook: fired.append(hook.name)) for h in ["ln_final.hook_normalized", "unembed.hook_out"]]):
+        collect(model, TEXTS, "blocks.*.hook_resid_post", progress=False)
+        assert fired == []
+        collect(model, TEXTS, "blocks.*.hook_resid_post", progress=False, stop_early=False)
+    assert "unembed.hook_out" in fired
