@@ -14,14 +14,16 @@ from torch import Tensor
 from jaxtyping import Float
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
+from torch.utils.data import DataLoader, IterableDataset
 from .config import GcavInputError, UnknownNameError, seed_everything, cache_dir
+from .train import train_loop
 
 # %% auto #0
 __all__ = ['TEXTURES', 'SHAPES', 'CLASSES', 'FILLS', 'RULES', 'RANDOM_KINDS', 'PROBE_LAYERS', 'texture_masks', 'class_names',
            'class_spec', 'make_scenes', 'show_images', 'texture_patches', 'texture_scenes', 'random_images',
-           'TexShapesCNN', 'make_dataset', 'train_texshapes', 'swap_effects', 'seed_table', 'layer_fn',
-           'texshapes_sets', 'random_concepts', 'expected_signs', 'detection', 'random_rate', 'compare_designs',
-           'attack_table']
+           'TexShapesCNN', 'make_dataset', 'FreshScenes', 'OneCycleAdamW', 'train_texshapes', 'swap_effects',
+           'seed_table', 'layer_fn', 'texshapes_sets', 'random_concepts', 'expected_signs', 'detection', 'random_rate',
+           'pooled_probe', 'design_tests', 'compare_designs', 'attack_table']
 
 # %% ../nbs/05a_texshapes.ipynb #3dc45b19
 TEXTURES = ("striped", "dotted", "zigzag", "solid")
@@ -190,20 +192,28 @@ def make_dataset(n_per_class:int, seed:int=0, rule:str="texture")->tuple[Tensor,
     if rule not in RULES: raise UnknownNameError(f"unknown rule {rule!r}; known: {list(RULES)}")
     return make_scenes(torch.arange(len(RULES[rule])).repeat_interleave(n_per_class), seed=seed, rule=rule)
 
-def _fit_epochs(model, opt, sched, data, epochs, batch_size, test, seed, progress):
-    "The training loop: one `data(epoch)` set per epoch, test accuracy after each; the history frame (lr = the last step's)."
-    g = torch.Generator().manual_seed(seed); hist = []; xt, yt = test
-    for ep in tqdm(range(1, epochs + 1), desc="TexShapes CNN", disable=not progress):
-        x, y = data(ep); model.train(); perm = torch.randperm(len(x), generator=g); tot = 0.
-        for b in range(0, len(x), batch_size):
-            idx = perm[b:b + batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            lr = opt.param_groups[0]["lr"]  # the rate this step uses
-            opt.zero_grad(); loss.backward(); opt.step(); sched.step(); tot += loss.item() * len(idx)
-        model.eval()
-        with torch.no_grad(): acc = (model(xt).argmax(1) == yt).float().mean().item()
-        hist.append(dict(epoch=ep, loss=tot / len(x), lr=lr, test_acc=acc))
-    return pd.DataFrame(hist)
+class FreshScenes(IterableDataset):
+    "Shuffled (images, labels) batches of `epochs` balanced scene sets, new scenes every epoch (`fresh`); len = batches."
+    def __init__(self, n_per_class:int, epochs:int, batch_size:int, seed:int=0, rule:str="texture", fresh:bool=True):
+        if rule not in RULES: raise UnknownNameError(f"unknown rule {rule!r}; known: {list(RULES)}")
+        self.n, self.epochs, self.bs, self.seed, self.rule, self.fresh = n_per_class, epochs, batch_size, seed, rule, fresh
+    def __len__(self): return self.epochs * math.ceil(len(RULES[self.rule]) * self.n / self.bs)
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed)
+        for ep in range(1, self.epochs + 1):
+            x, y = make_dataset(self.n, seed=1_000_000 * (self.seed + 1) + (ep if self.fresh else 0), rule=self.rule)
+            perm = torch.randperm(len(x), generator=g)
+            for b in range(0, len(x), self.bs): yield x[perm[b:b + self.bs]], y[perm[b:b + self.bs]]
+
+class OneCycleAdamW(torch.optim.AdamW):
+    "AdamW whose every step also advances a one-cycle learning-rate schedule (peak `lr` after 15% of `total_steps`)."
+    def __init__(self, params, lr:float, weight_decay:float, total_steps:int):
+        super().__init__(params, lr=lr, weight_decay=weight_decay)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self, max_lr=lr, total_steps=total_steps, pct_start=0.15)
+    def step(self, closure=None):
+        out = super().step(closure)
+        if self.schedule.last_epoch + 1 < self.schedule.total_steps: self.schedule.step()
+        return out
 
 # %% ../nbs/05a_texshapes.ipynb #b765e8b4
 def train_texshapes(n_per_class:int=1000, # training scenes per class and epoch
@@ -215,27 +225,27 @@ def train_texshapes(n_per_class:int=1000, # training scenes per class and epoch
                     n_test:int=250, # test scenes per class
                     cache:bool=True, # reuse a model trained with the same arguments (cache_dir('texshapes'))
                     progress:bool=True)->dict:
-    "Train the TexShapes CNN; returns dict(model, test_acc, history, test=(x, y), key)."
+    "Train the TexShapes CNN with `train.train_loop`; returns dict(model, test_acc, history, test=(x, y), key)."
     if n_per_class < 1 or epochs < 1 or n_test < 1: raise GcavInputError(f"n_per_class, epochs and n_test must be >= 1, got {n_per_class}, {epochs}, {n_test}")
     if not lr > 0: raise GcavInputError(f"lr must be > 0, got {lr!r}")
-    args = dict(n=n_per_class, e=epochs, lr=lr, b=batch_size, wd=weight_decay, s=seed, rule=rule, ch=list(channels), fresh=fresh)
+    args = dict(n=n_per_class, e=epochs, lr=lr, b=batch_size, wd=weight_decay, s=seed, rule=rule, ch=list(channels), fresh=fresh, loop="train_loop")
     key = f"{rule}_s{seed}_" + hashlib.sha1(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir("texshapes") / f"{key}.pt"
     test = make_dataset(n_test, seed=seed + 10_000, rule=rule)
     if cache and path.exists():
         try:
             ck = torch.load(path, weights_only=False)
-            return dict(model=ck["model"].eval(), test_acc=ck["history"].test_acc.iloc[-1], history=ck["history"], test=test, key=key, cached=str(path))
+            return dict(model=ck["model"].eval(), test_acc=ck["test_acc"], history=ck["history"], test=test, key=key, cached=str(path))
         except Exception as e: warnings.warn(f"TexShapes cache {path} unreadable ({e}); retraining")
     seed_everything(seed)
     model = TexShapesCNN(tuple(channels), n_classes=len(RULES[rule]))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(RULES[rule]) * n_per_class / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    data = lambda ep: make_dataset(n_per_class, seed=1_000_000 * (seed + 1) + (ep if fresh else 0), rule=rule)
-    hist = _fit_epochs(model, opt, sched, data, epochs, batch_size, test, seed, progress)
-    res = dict(model=model.eval(), test_acc=hist.test_acc.iloc[-1], history=hist, test=test, key=key)
-    if cache: torch.save(dict(model=res["model"], history=hist), path)
+    data = FreshScenes(n_per_class, epochs, batch_size, seed, rule, fresh)
+    hist = train_loop(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), DataLoader(data, batch_size=None), val_data=test, epochs=1, seed=seed,
+                      optimizer=lambda p: OneCycleAdamW(p, lr, weight_decay, len(data)), log_every=len(data) // epochs, progress=progress)
+    model.eval()
+    with torch.no_grad(): acc = (model(test[0]).argmax(1) == test[1]).float().mean().item()
+    res = dict(model=model, test_acc=acc, history=hist, test=test, key=key)
+    if cache: torch.save(dict(model=model, history=hist, test_acc=acc), path)
     return res
 
 # %% ../nbs/05a_texshapes.ipynb #b229a599
@@ -340,15 +350,34 @@ def random_rate(tests:pd.DataFrame, # tidy tests with method, concept, p_value (
                              significant_raw=g.sig_raw.sum().astype(int), rate_raw=g.sig_raw.mean(), refused=g.p_value.apply(lambda p: int(p.isna().sum())))).reset_index()
 
 # %% ../nbs/05a_texshapes.ipynb #9394c639
-def _tcav_tests(cacts:dict, racts:list, grads:dict, layers:list, correction:str="bonferroni", alpha:float=0.05)->pd.DataFrame:
-    "TCAV only: CAVs of each concept vs each random set, random-vs-random null, t-tests; adds held-out accuracy."
-    from gcav_nb.cav import fit_tcav_cavs
-    from gcav_nb.tcav import tcav_scores
-    from gcav_nb.gcav import cav_ttest
-    cavs, rr = fit_tcav_cavs(cacts, racts, layers=layers)
-    return cav_ttest(tcav_scores(grads, cavs, layers=layers), tcav_scores(grads, rr, layers=layers)[:, 0], layers, list(cacts), alpha, correction,
-                     accuracy=cavs.accuracy.mean(-1))
+def pooled_probe(d:dict, # hook -> flattened conv maps [n, C*H*W] (activations or their gradients)
+                 shapes:dict, # hook -> (C, H, W)
+                 grad:bool=False, # gradients: sum over positions (the exact gradient w.r.t. the channel means)
+                )->dict:
+    "Channel means of flattened conv maps (or, for gradients, channel sums): hook -> [n, C]."
+    return {h: v.reshape(len(v), *shapes[h]).sum((2, 3)) if grad else v.reshape(len(v), *shapes[h]).mean((2, 3)) for h, v in d.items()}
 
+def design_tests(cacts:dict, racts:dict, # set name -> {hook: [n, d]} for the concepts and the random sets
+                 grads:dict, layers:list[str], target, # hook -> [n, d] target gradients; probed hooks; the `Target`
+                 correction:str="bonferroni")->pd.DataFrame:
+    "Plain TCAV on given activations and gradients through the pipeline's fit and test path: the tidy tests."
+    from gcav_nb.cav import fit_tcav_cavs
+    from gcav_nb.tcav import tcav_result
+    cavs, rr = fit_tcav_cavs(cacts, racts, layers=layers)
+    return tcav_result(grads, cavs, rr, target, layers=layers, correction=correction, progress=False).tests()
+
+def _design_row(df:pd.DataFrame, **info)->dict:
+    "One design's summary: striped CAV accuracy and scores by layer, significant layers (+/−) per control concept."
+    st = df[df.concept == "striped"].sort_values("layer_idx"); row = dict(**info)
+    row["striped acc"] = f"{st.cav_accuracy.min():.2f}–{st.cav_accuracy.max():.2f}"
+    row["striped score by layer"] = " ".join(f"{v:.2f}" for v in st.score)
+    for c in ("striped", "dotted", "random-concept"):
+        d = df[df.concept == c]
+        row[f"{c} sig +"] = int(d.significant_pos.sum()) if len(d) else np.nan
+        row[f"{c} sig −"] = int((d.significant & ~d.significant_pos).sum()) if len(d) else np.nan
+    return row
+
+# %% ../nbs/05a_texshapes.ipynb #16058330
 def compare_designs(model, # the hooked TexShapes CNN (in eval mode)
                     inputs:Float[Tensor, "n 3 H W"], # target images (c0 scenes)
                     layers:list[str], target, # probed hooks; a `gcav_nb.tcav` target such as `class_logit(0)`
@@ -359,56 +388,45 @@ def compare_designs(model, # the hooked TexShapes CNN (in eval mode)
                     correction:str="bonferroni")->pd.DataFrame:
     "Plain TCAV per design: striped/dotted significance with sign, the random-concept control, CAV held-out accuracy."
     from gcav_nb.activations import collect, capture
-    from gcav_nb.tcav import gradients
+    from gcav_nb.tcav import gradients, as_target
     random_kinds = tuple(RANDOM_KINDS) if random_kinds is None else tuple(random_kinds)
     for p in probes:
         if p not in ("flattened", "pooled"): raise GcavInputError(f"probe {p!r}; expected 'flattened' or 'pooled'")
     with torch.no_grad(), capture(model, layers) as a: model(inputs[:1])
-    shapes = {h: tuple(a[h].shape[1:]) for h in layers}
-    def probe(d, how, grad=False):  # [n, C*H*W] -> [n, C]: mean of activations, sum of gradients
-        if how == "flattened": return d
-        return {h: (v.reshape(len(v), *shapes[h]).sum((2, 3)) if grad else v.reshape(len(v), *shapes[h]).mean((2, 3))) for h, v in d.items()}
+    shapes = {h: tuple(a[h].shape[1:]) for h in layers}; target = as_target(target)
+    probe = lambda d, how, grad=False: d if how == "flattened" else pooled_probe(d, shapes, grad)
     acts = lambda x: collect(model, x, layers, progress=False)
-    grads = gradients(model, inputs, layers, target)
-    rows = []
-    def summarise(df, **info):
-        st = df[df.concept == "striped"].sort_values("layer_idx"); row = dict(**info)
-        row["striped acc"] = f"{st.accuracy.min():.2f}–{st.accuracy.max():.2f}"
-        row["striped score by layer"] = " ".join(f"{v:.2f}" for v in st.score)
-        for c in ("striped", "dotted", "random-concept"):
-            d = df[df.concept == c]
-            row[f"{c} sig +"] = int(d.significant_pos.sum()) if len(d) else np.nan
-            row[f"{c} sig −"] = int((d.significant & ~d.significant_pos).sum()) if len(d) else np.nan
-        rows.append(row)
+    grads = gradients(model, inputs, layers, target, progress=False); rows = []
+    def run(cact, ract, **info):
+        for pr in probes:
+            t = design_tests({k: probe(v, pr) for k, v in cact.items()}, {k: probe(v, pr) for k, v in ract.items()}, probe(grads, pr, grad=True), layers, target, correction)
+            rows.append(_design_row(t, **info, probe=pr))
     for ck in concept_kinds:
         cs, _ = texshapes_sets(n, 2, seed=seed, concepts=ck)
         cact = {t: acts(cs[t]) for t in ("striped", "dotted")}
         for rk in random_kinds:
             c2, rs = texshapes_sets(n, runs, seed=seed, concepts=ck, random=rk)
-            cact_r = {**cact, "random-concept": acts(c2["random-concept"])}
-            ract = [acts(r) for r in rs]
-            for pr in probes:
-                df = _tcav_tests({k: probe(v, pr) for k, v in cact_r.items()}, [probe(v, pr) for v in ract], probe(grads, pr, grad=True), layers, correction)
-                summarise(df, concepts=ck, random=rk, probe=pr)
+            run({**cact, "random-concept": acts(c2["random-concept"])}, {f"random_{r}": acts(x) for r, x in enumerate(rs)}, concepts=ck, random=rk)
         if relative:
             make = texture_patches if ck == "patch" else texture_scenes
-            ract = [acts(make("dotted", n, seed=seed + 3000 + 13 * r)) for r in range(runs)]
-            for pr in probes:
-                df = _tcav_tests({"striped": probe(cact["striped"], pr)}, [probe(v, pr) for v in ract], probe(grads, pr, grad=True), layers, correction)
-                summarise(df, concepts=ck, random="dotted (relative CAV)", probe=pr)
+            run({"striped": cact["striped"]}, {f"dotted_{r}": acts(make("dotted", n, seed=seed + 3000 + 13 * r)) for r in range(runs)},
+                concepts=ck, random="dotted (relative CAV)")
     return pd.DataFrame(rows)
 
-# %% ../nbs/05a_texshapes.ipynb #e48abd55
-def attack_table(before, after, concept:str, layer:str,
+# %% ../nbs/05a_texshapes.ipynb #54effc35
+def attack_table(before, after, # the runs before / after the attack: results with `.tests()` or their tidy tests frames
+                 concept:str, layer:str, # the attacked concept and layer
                  min_base:float=0.05, # relative change (%) only where the score before is at least this (else NaN)
                 )->pd.DataFrame:
-    "TCAV/TGCAV of `concept` at the attacked layer and averaged over layers, before and after: absolute and relative change."
-    rows = []
-    li, ci = before.layers.index(layer), before.concepts.index(concept)
+    "Per method: `concept`'s score at the attacked layer and averaged over layers, before and after, absolute and relative change."
+    b_t, a_t = (x.tests() if hasattr(x, "tests") else x for x in (before, after))
+    if layer not in set(b_t.layer): raise UnknownNameError(f"unknown layer {layer!r}; known: {list(dict.fromkeys(b_t.layer))}")
+    if concept not in set(b_t.concept): raise UnknownNameError(f"unknown concept {concept!r}; known: {list(dict.fromkeys(b_t.concept))}")
     pct = lambda a, b: float(100 * (a - b) / b) if b >= min_base else float("nan")
-    for m in ("TCAV", "TGCAV"):
-        b = (before.tcav if m == "TCAV" else before.tgcav)[:, ci].mean(-1); a = (after.tcav if m == "TCAV" else after.tgcav)[:, ci].mean(-1)
-        rows.append(dict(method=m, at_layer=float(b[li]), at_layer_attacked=float(a[li]), change_at_layer=float(a[li] - b[li]),
-                         change_at_layer_pct=pct(float(a[li]), float(b[li])), mean=float(b.mean()), mean_attacked=float(a.mean()),
-                         change_mean=float(a.mean() - b.mean()), change_mean_pct=pct(float(a.mean()), float(b.mean()))))
+    rows = []
+    for m in b_t.method.unique():
+        b, a = (t[(t.method == m) & (t.concept == concept)].set_index("layer").score for t in (b_t, a_t))
+        rows.append(dict(method=m, at_layer=b[layer], at_layer_attacked=a[layer], change_at_layer=a[layer] - b[layer],
+                         change_at_layer_pct=pct(a[layer], b[layer]), mean=b.mean(), mean_attacked=a.mean(),
+                         change_mean=a.mean() - b.mean(), change_mean_pct=pct(a.mean(), b.mean())))
     return pd.DataFrame(rows)
