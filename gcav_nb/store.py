@@ -13,7 +13,7 @@ from torch import Tensor
 from jaxtyping import Float, Int
 from fastcore.basics import patch
 from safetensors import safe_open
-from safetensors.torch import save as st_save
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from .config import GcavInputError, UnknownNameError, atomic_write
 from .models import resolve_hooks, default_prepend_bos
@@ -123,8 +123,7 @@ def _sha(t:Tensor)->str:
 def _write_shard(path:Path, i:int, tensors:dict[str, Tensor])->dict:
     "Write shard `i` atomically; its manifest entry (file, blocks, sha256 per tensor)."
     f = path/f"shard_{i:05d}.safetensors"
-    data = st_save(tensors, metadata={"shard": str(i)})      # bytes in memory: written once, never re-read to hash
-    atomic_write(f, lambda p: p.write_bytes(data))
+    atomic_write(f, lambda p: save_file(tensors, str(p), metadata={"shard": str(i)}))   # hashed from memory, never re-read
     return dict(file=f.name, blocks=len(tensors["tokens"]), sha256={k: _sha(v) for k, v in tensors.items()})
 
 def _save_manifest(path:Path, key:dict, d:dict, shards:list, complete:bool):
