@@ -4,18 +4,20 @@
 
 # %% ../nbs/06_cli.ipynb #2e62021d
 from __future__ import annotations
-import argparse, json, re, shutil, sys, time, warnings
+import argparse, functools, json, re, shutil, sys, time, warnings
+from contextlib import contextmanager
 from pathlib import Path
 from .data import text_sets  # moved to gcav_nb.data; importable from here until 05b switches
 from .config import GcavInputError, UnknownNameError, get_scale, cache_dir, SCALES, register_scales, scaled, atomic_write
 
 # %% auto #0
 __all__ = ['DEFAULT_CONCEPTS', 'RUN_FILES', 'build_parser', 'clear_run_files', 'validate_args', 'run_settings', 'format_header',
-           'run', 'main']
+           'activation_cache', 'run', 'main']
 
 # %% ../nbs/06_cli.ipynb #ad27f190
 DEFAULT_CONCEPTS = ("praise", "complaint", "food", "questions")
-RUN_FILES = ("results.csv", "stability.csv", "scores.csv", "layer_scores.png", "summary.txt", "run.json", "cavs.safetensors", "gcav")
+RUN_FILES = ("results.csv", "tests.csv", "scores.csv", "stability.csv", "layer_scores.png", "summary.txt", "run.json", "cavs.safetensors",
+             "random_cavs.safetensors", "gcav")
 
 register_scales("cli", ci=dict(n_examples=8, runs=3, n_inputs=8), cpu=dict(n_examples=40, runs=6, n_inputs=40),
                 gpu=dict(n_examples=50, runs=10, n_inputs=100))  # examples per concept/random set, random runs R, target inputs
@@ -178,7 +180,8 @@ def validate_args(a:argparse.Namespace)->dict:
     scale = get_scale(a.scale); sz = scaled("cli", scale)
     runs = sz["runs"] if a.runs is None else a.runs
     n_ex = sz["n_examples"] if a.n_examples is None else a.n_examples
-    if runs < 2: raise GcavInputError(f"--runs must be >= 2 (random sets; the t-test needs several runs), got {runs}")
+    low = 3 if a.command == "gcav" else 2                     # GCAV's null: each random set against >= 2 others
+    if runs < low: raise GcavInputError(f"--runs must be >= {low} for {a.command} (random sets: the null and the t-test need several), got {runs}")
     if n_ex < 2: raise GcavInputError(f"--n-examples must be >= 2, got {n_ex}")
     if not (a.model in known_models() or "/" in a.model or Path(a.model).is_dir()):
         raise UnknownNameError(f"unknown model {a.model!r}; known: {known_models()} or a hub id 'org/name'")
@@ -241,27 +244,41 @@ def format_header(st:dict)->str:
         f"  target: {st['target']}   templates: {st['templates']} ({st['n_templates']})   prepend_bos: {st['prepend_bos']}",
         f"  layers: {len(L)} ({L[0]} .. {L[-1]})   activation cache: {st['cache'] or 'off'}"])
 
+# %% ../nbs/06_cli.ipynb #02f92030
+@contextmanager
+def activation_cache(cache:bool|str|Path, # `collect`'s cache: False (off), True (the default folder) or a folder
+                    ):
+    "Within the block, the concept pipeline's activations (`tcav.collect_sets`) go through `collect`'s cache."
+    from gcav_nb import tcav
+    plain = tcav.collect_sets
+    tcav.collect_sets = functools.partial(plain, cache=cache)
+    try: yield
+    finally: tcav.collect_sets = plain
+
 # %% ../nbs/06_cli.ipynb #771d3816
 def _summary(res, st:dict, elapsed:float)->str:
     "The end-of-run text: stability, significant layers, the files written."
     t = res.tests(); n = len(st["layers"])
     lines = [f"gcav_nb {st['command']} finished in {elapsed:.0f}s ({elapsed / 60:.1f} min): {n} layers, {len(res.concepts)} concepts, R={st['runs']}",
-             f"target: {st['target']}", "", "stability across layers (Std ddof 0):", res.stability().round(3).to_string(index=False), "",
-             "layers significant (Bonferroni over concept x layer, right side of random):"]
+             f"target: {st['target']}", "", "stability across layers (Std ddof 0):", res.stability().to_string(index=False), "",
+             f"layers significant ({res.correction} over each method's concept x layer tests; + above its random null, - below):"]
     for m in t.method.unique():
         d = t[t.method == m]
         lines.append(f"  {m}: " + ", ".join(f"{c} {int(d[d.concept == c].significant_pos.sum())}+/{int((d[d.concept == c].significant & ~d[d.concept == c].significant_pos).sum())}- of {n}" for c in res.concepts))
     return "\n".join(lines)
 
-def _write_results(res, out:Path, overwrite:bool, st:dict, argv:list, elapsed:float)->str:
+def _write_results(res, methods:list, out:Path, overwrite:bool, st:dict, argv:list, elapsed:float)->str:
     "Write the results folder (after clearing this run's old files with --overwrite); returns the summary."
+    import matplotlib.pyplot as plt
     if overwrite: clear_run_files(out)
-    res.save(out); res.cavs.save(out / "cavs.safetensors")
+    res.meta["cli"] = dict(argv=argv, elapsed_s=elapsed, settings=st)
+    res.save(out)                                                 # scores/tests/stability csv, run.json, CAVs
     res.tests().assign(model=st["model"], target=st["target"]).to_csv(out / "results.csv", index=False)  # the explorer reads both
-    summary = _summary(res, st, elapsed) + "\n\nwrote " + ", ".join(n for n in RUN_FILES if n != "gcav" or res.gcav is not None) + f" into {out}/"
+    fig = res.plot(); fig.savefig(out / "layer_scores.png", dpi=110); plt.close(fig)
+    for m in methods:
+        if getattr(m, "gcav", None) is not None: m.gcav.save(out / "gcav", meta=res.meta)
+    summary = _summary(res, st, elapsed) + "\n\nwrote " + ", ".join(n for n in RUN_FILES if (out / n).exists() or n == "summary.txt") + f" into {out}/"
     atomic_write(out / "summary.txt", lambda f: f.write_text(summary + "\n"))
-    meta = json.dumps(dict(argv=argv, elapsed_s=elapsed, settings=st, **res.meta), indent=1, default=str)
-    atomic_write(out / "run.json", lambda f: f.write_text(meta))
     return summary
 
 # %% ../nbs/06_cli.ipynb #08cc2afc
@@ -272,9 +289,8 @@ def run(argv:list[str]|None=None)->dict:
     a = build_parser().parse_args(argv)
     s = validate_args(a)
     from gcav_nb.models import load_model
-    from gcav_nb.tcav import logit_diff, logit
-    from gcav_nb.activations import collect_sets
-    from gcav_nb.gcav import run_gcav, GCAVConfig
+    from gcav_nb.tcav import CAVMethod, logit_diff, logit, run_concepts
+    from gcav_nb.gcav import GCAVConfig, GCAVMethod
     model = load_model(a.model, device=a.device)
     hooks = _run_hooks(model, s["layers"])
     target = logit_diff(a.target, a.foil) if a.foil else logit(a.target)
@@ -282,13 +298,11 @@ def run(argv:list[str]|None=None)->dict:
     st = run_settings(a, s, model, hooks, target)
     print(format_header(st), flush=True)
     cs, rs, inputs = s["sets"]
-    sets = {**cs, **{f"random_{i}": r for i, r in enumerate(rs)}}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # raised inside gcav.cav_ttest
-        acts = collect_sets(model, sets, hooks, cache=s["cache"], progress=not a.no_progress)
-        res = run_gcav(model, inputs, cs, rs, hooks, target, config=GCAVConfig.preset(scale=s["scale"], seed=a.seed), seed=a.seed,
-                       progress=not a.no_progress, acts=acts, fit_gcav=a.command == "gcav")
-        summary = _write_results(res, s["out"], a.overwrite, st, argv, time.perf_counter() - t0)
+    methods = [CAVMethod()] + ([GCAVMethod(GCAVConfig.preset(scale=s["scale"], seed=a.seed))] if a.command == "gcav" else [])
+    with activation_cache(s["cache"]):
+        res = run_concepts(model, inputs, cs, {f"random_{i}": r for i, r in enumerate(rs)}, hooks, target, methods=methods,
+                           relative=s["relative"] or None, seed=a.seed, progress=not a.no_progress)
+    summary = _write_results(res, methods, s["out"], a.overwrite, st, argv, time.perf_counter() - t0)
     print(summary, flush=True)
     return dict(result=res, settings=st, out=s["out"], elapsed=time.perf_counter() - t0)
 
