@@ -258,8 +258,6 @@ def per_layer(x, # a Tensor [L, ...] or a list of per-layer Tensors
     if isinstance(x, (list, tuple)) and all(isinstance(t, Tensor) for t in x): return [t.detach().float() for t in x]
     raise TypeError(f"{what} must be a Tensor [layer, ...] or a list of per-layer Tensors, got {type(x).__name__}")
 
-_per_layer = per_layer   # the old private name, still imported by gcav.py until it imports `per_layer`
-
 def sign_scores(grads, # target gradients: Tensor [L, n, d] or list of [n, d_l]
                 cavs, # CAVs: Tensor [L, ..., d] or list over layers of [..., d_l] (e.g. [C, R, d_l] or [M, d_l])
                 sign:int=1, # the target's sign (+1 logit, -1 loss)
@@ -834,7 +832,7 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
     model = _hooked(model); target = as_target(target); names = resolve_hooks(model, hooks); ids = target.ids(model)
     x = _as_inputs(inputs); sets, rnd = _checked_sets(concepts, random_sets, cavs, random_cavs, relative, test)
     _check_run(test, correction, alpha, seed, relative, sets, cavs)
-    bos = {} if prepend_bos is None else dict(prepend_bos=prepend_bos)
+    bos = dict(prepend_bos=prepend_bos) if isinstance(x, list) else {}   # texts only: tensors have no tokens
     acts = collect_sets(model, {**sets, **rnd}, names, pooling=pooling, batch_size=batch_size, progress=progress, **bos) if sets or rnd else {}
     fit = dict(layers=names, classifier=classifier, C=C, seed=seed)
     cset, rset = {k: acts[k] for k in sets}, {k: acts[k] for k in rnd}

@@ -308,11 +308,14 @@ def test_power_warning_when_nothing_can_be_significant():
 
 
 def test_prepend_bos_reaches_gradients_and_metadata(tiny_llama):
-    "prepend_bos changes the tokens the gradients see, and the effective value is recorded in the result's metadata."
+    "prepend_bos changes the tokens the gradients and the activations see, and the effective value is recorded in the metadata."
+    from gcav_nb.models import default_prepend_bos
     hooks = "blocks.0.hook_resid_post"
     a = T.gradients(tiny_llama, ["the day was cold"], hooks, " positive", prepend_bos=True, progress=False)
     b = T.gradients(tiny_llama, ["the day was cold"], hooks, " positive", prepend_bos=False, progress=False)
     assert not torch.allclose(a[hooks], b[hooks])
     sets = {"c": ["warm sun", "hot day", "summer heat"]}; rnd = [["a cat", "the box", "red car"], ["go now", "blue sky", "old tree"]]
     r = T.tcav(tiny_llama, ["it is cold", "so cold"], sets, rnd, hooks, " positive", progress=False)
-    assert r.meta["prepend_bos"] == tiny_llama.cfg.default_prepend_bos and isinstance(r.meta["prepend_bos"], bool)
+    assert r.meta["prepend_bos"] == default_prepend_bos(tiny_llama) and isinstance(r.meta["prepend_bos"], bool)
+    flip = T.tcav(tiny_llama, ["it is cold", "so cold"], sets, rnd, hooks, " positive", prepend_bos=not r.meta["prepend_bos"], progress=False)
+    assert flip.meta["prepend_bos"] is (not r.meta["prepend_bos"]) and not torch.equal(flip.cavs[hooks], r.cavs[hooks])
