@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse, functools, json, re, shutil, sys, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
-from .data import text_sets  # moved to gcav_nb.data; importable from here until 05b switches
 from .config import GcavInputError, UnknownNameError, get_scale, cache_dir, SCALES, register_scales, scaled, atomic_write
 
 # %% auto #0
