@@ -58,6 +58,7 @@ def _generate_batch(model, toks:Int[Tensor, "batch pos"], mask:Int[Tensor, "batc
     "New tokens for one left-padded batch: [batch, <= max_new_tokens], padding after a row's EOS."
     from transformers import DynamicCache
     cfg, kw = model.original_model.config, _cache_kwarg(model)
+    last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.original_model.forward).parameters else {}
     cache = (DynamicCache(config=cfg) if "config" in inspect.signature(DynamicCache).parameters else DynamicCache()) if use_cache else None
     done = torch.zeros(toks.shape[0], dtype=torch.bool, device=toks.device)
     ids, am, step_in, out = toks, mask, toks, []
@@ -65,11 +66,11 @@ def _generate_batch(model, toks:Int[Tensor, "batch pos"], mask:Int[Tensor, "batc
         for t in range(max_new_tokens):
             pos = _positions(am)
             if use_cache:
-                logits = model(step_in, attention_mask=am, position_ids=pos[:, -step_in.shape[1]:], use_cache=True, **{kw: cache})
+                logits = model(step_in, attention_mask=am, position_ids=pos[:, -step_in.shape[1]:], use_cache=True, **{kw: cache}, **last)
                 if t == 0 and cache.get_seq_length() != toks.shape[1]:
                     raise RuntimeError(f"the Bridge did not fill the KV cache ({cache.get_seq_length()} of {toks.shape[1]} positions); "
                                        "generate(..., use_cache=False) is correct but slower")
-            else: logits = model(ids, attention_mask=am, position_ids=pos)
+            else: logits = model(ids, attention_mask=am, position_ids=pos, **last)
             nxt = torch.where(done, pad, pick(logits[:, -1]))
             out.append(nxt)
             if eos is not None: done |= nxt == eos
