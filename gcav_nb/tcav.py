@@ -826,6 +826,7 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
                  seed:int=0, # CAV train/test split seed (and the methods' seed)
                  prepend_bos:bool|None=None, # texts: prepend BOS (None: what the model's own tokenizer does)
                  progress:bool=True, # progress bars
+                 cache:bool|str|Path=False, # `collect`'s activation cache (True: the default folder; a path): a rerun resumes
                 )->ConceptResult:
     "Concept scores of every method at every layer against each method's own null, with tests; all shared work done once."
     methods = _check_methods(methods)
@@ -833,7 +834,8 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
     x = _as_inputs(inputs); sets, rnd = _checked_sets(concepts, random_sets, cavs, random_cavs, relative, test)
     _check_run(test, correction, alpha, seed, relative, sets, cavs)
     bos = dict(prepend_bos=prepend_bos) if isinstance(x, list) else {}   # texts only: tensors have no tokens
-    acts = collect_sets(model, {**sets, **rnd}, names, pooling=pooling, batch_size=batch_size, progress=progress, **bos) if sets or rnd else {}
+    store = dict(cache=cache) if cache else {}                            # (collect's own default otherwise)
+    acts = collect_sets(model, {**sets, **rnd}, names, pooling=pooling, batch_size=batch_size, progress=progress, **bos, **store) if sets or rnd else {}
     fit = dict(layers=names, classifier=classifier, C=C, seed=seed)
     cset, rset = {k: acts[k] for k in sets}, {k: acts[k] for k in rnd}
     if cavs is None and random_cavs is None and relative is None: cavs, random_cavs = fit_tcav_cavs(cset, rset, **fit)

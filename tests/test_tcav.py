@@ -319,3 +319,16 @@ def test_prepend_bos_reaches_gradients_and_metadata(tiny_llama):
     assert r.meta["prepend_bos"] == default_prepend_bos(tiny_llama) and isinstance(r.meta["prepend_bos"], bool)
     flip = T.tcav(tiny_llama, ["it is cold", "so cold"], sets, rnd, hooks, " positive", prepend_bos=not r.meta["prepend_bos"], progress=False)
     assert flip.meta["prepend_bos"] is (not r.meta["prepend_bos"]) and not torch.equal(flip.cavs[hooks], r.cavs[hooks])
+
+
+def test_cache_makes_a_rerun_reuse_activations(tmp_path):
+    "run_concepts(cache=folder) writes the activations there; a rerun reads them (no forward pass over the sets) and scores the same."
+    from gcav_nb.models import load_model
+    m = load_model("tiny-cnn", device="cpu"); g = torch.Generator().manual_seed(2)
+    x = torch.rand(6, 3, 32, 32, generator=g); conc = {"a": torch.rand(6, 3, 32, 32, generator=g)}
+    rnd = [torch.rand(6, 3, 32, 32, generator=g) + i for i in range(3)]
+    first = T.run_concepts(m, x, conc, rnd, "conv1", 0, progress=False, cache=tmp_path)
+    assert any(tmp_path.rglob("*.safetensors"))
+    calls = []; h = m.register_forward_pre_hook(lambda mod, inp: calls.append(len(inp[0])))
+    again = T.run_concepts(m, x, conc, rnd, "conv1", 0, progress=False, cache=tmp_path); h.remove()
+    assert sum(calls) == len(x) and torch.equal(again.scores["TCAV"], first.scores["TCAV"])   # only the inputs' forward+backward ran
