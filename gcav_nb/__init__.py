@@ -20,7 +20,7 @@ _LAZY = {
     "cav": ["CAVSet", "ConceptVector", "fit_cavs", "fit_random_cavs", "fit_relative_cavs", "fit_tcav_cavs"],
     "tcav": ["run_concepts", "ConceptResult", "CAVMethod", "gradients", "tcav_scores", "sign_scores", "tcav_result",
              "stability_metrics", "logit", "logprob", "logit_diff", "class_logit"],
-    "gcav": ["GCAVMethod", "GCAVConfig", "GCAV", "run_gcav"],
+    "gcav": ["GCAVMethod", "GCAVConfig", "GCAV"],
     "store": ["token_blocks", "ActivationStore"],
     "metrics": ["kl_divergence", "entropy", "ce_loss", "perplexity", "kl_vs_model", "ce_loss_recovered", "l0"],
     "train": ["train_loop", "make_optimizer"],

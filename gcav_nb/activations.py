@@ -421,3 +421,7 @@ def collect_sets(model, # a hooked model
                              mask=None if acts.mask is None else acts.mask[s:e])
         s = e
     return out
+
+# %% ../nbs/02_activations.ipynb #4806250e
+from .config import document_params
+document_params(globals());

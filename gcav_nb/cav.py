@@ -674,3 +674,7 @@ def heldout_accuracy(direction:Float[Tensor, "*k d"], # one direction [d] or k o
         torch.as_tensor(bias, dtype=torch.float32).reshape(-1).expand(V.shape[1])
     acc = ((proj(pos, split.pos_test) + b > 0).float().mean(0) + (proj(neg, split.neg_test) + b <= 0).float().mean(0)) / 2
     return acc[0] if v.ndim == 1 else acc
+
+# %% ../nbs/03_cav.ipynb #74c9ed4b
+from .config import document_params
+document_params(globals());

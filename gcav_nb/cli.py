@@ -11,7 +11,7 @@ from .config import GcavInputError, UnknownNameError, get_scale, cache_dir, SCAL
 
 # %% auto #0
 __all__ = ['DEFAULT_CONCEPTS', 'RUN_FILES', 'build_parser', 'clear_run_files', 'validate_args', 'run_settings', 'format_header',
-           'activation_cache', 'run', 'main']
+           'run', 'main']
 
 # %% ../nbs/06_cli.ipynb #ad27f190
 DEFAULT_CONCEPTS = ("praise", "complaint", "food", "questions")
@@ -243,17 +243,6 @@ def format_header(st:dict)->str:
         f"  target: {st['target']}   templates: {st['templates']} ({st['n_templates']})   prepend_bos: {st['prepend_bos']}",
         f"  layers: {len(L)} ({L[0]} .. {L[-1]})   activation cache: {st['cache'] or 'off'}"])
 
-# %% ../nbs/06_cli.ipynb #02f92030
-@contextmanager
-def activation_cache(cache:bool|str|Path, # `collect`'s cache: False (off), True (the default folder) or a folder
-                    ):
-    "Within the block, the concept pipeline's activations (`tcav.collect_sets`) go through `collect`'s cache."
-    from gcav_nb import tcav
-    plain = tcav.collect_sets
-    tcav.collect_sets = functools.partial(plain, cache=cache)
-    try: yield
-    finally: tcav.collect_sets = plain
-
 # %% ../nbs/06_cli.ipynb #771d3816
 def _summary(res, st:dict, elapsed:float)->str:
     "The end-of-run text: stability, significant layers, the files written."
@@ -298,9 +287,8 @@ def run(argv:list[str]|None=None)->dict:
     print(format_header(st), flush=True)
     cs, rs, inputs = s["sets"]
     methods = [CAVMethod()] + ([GCAVMethod(GCAVConfig.preset(scale=s["scale"], seed=a.seed))] if a.command == "gcav" else [])
-    with activation_cache(s["cache"]):
-        res = run_concepts(model, inputs, cs, {f"random_{i}": r for i, r in enumerate(rs)}, hooks, target, methods=methods,
-                           relative=s["relative"] or None, seed=a.seed, progress=not a.no_progress)
+    res = run_concepts(model, inputs, cs, {f"random_{i}": r for i, r in enumerate(rs)}, hooks, target, methods=methods,
+                       relative=s["relative"] or None, seed=a.seed, progress=not a.no_progress, cache=s["cache"])   # a rerun resumes
     summary = _write_results(res, methods, s["out"], a.overwrite, st, argv, time.perf_counter() - t0)
     print(summary, flush=True)
     return dict(result=res, settings=st, out=s["out"], elapsed=time.perf_counter() - t0)
@@ -311,3 +299,7 @@ def main(argv:list[str]|None=None)->int:
     except (GcavInputError, UnknownNameError, TypeError) as e:
         print(f"gcav_nb: error: {e}", file=sys.stderr); return 2
     return 0
+
+# %% ../nbs/06_cli.ipynb #86df8e91
+from .config import document_params
+document_params(globals());

@@ -251,7 +251,7 @@ def _documentable(ns:dict)->list[tuple]:
     "(object, key into `_param_docs`) for the public functions, classes and methods that `ns`'s module defines."
     mod = ns.get("__name__")
     def ours(f): return inspect.isfunction(f) and f.__module__ == mod
-    def key(f): return ("def", f.__code__.co_firstlineno)
+    def key(f): return ("def", inspect.unwrap(f).__code__.co_firstlineno)   # decorated (e.g. torch.no_grad): the wrapped def
     out = [(f, key(f)) for k, f in ns.items() if not k.startswith("_") and ours(f)]
     classes = {id(v): v for v in ns.values() if inspect.isclass(v)}.values()
     for c in classes:

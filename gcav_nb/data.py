@@ -553,3 +553,7 @@ def corpus_info(name:str="brown", # an offline corpus of `text_corpus` (not a hu
     if name != "pydoc": per = {name: per[name]}
     return dict(python=d["python"], tokenizer=d["tokenizer"], sha256=d["sha256"], parts=per,
                 documents=sum(p["documents"] for p in per.values()), tokens=sum(p["tokens"] for p in per.values()))
+
+# %% ../nbs/01_data.ipynb #994b8e13
+from .config import document_params
+document_params(globals());

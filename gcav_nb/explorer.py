@@ -69,7 +69,7 @@ def demo_results(n_layers:int=12, # layers 0..n_layers-1
 _TEST_COLUMNS = {'score_sd': ('score_sd', 'score_std'), 'p_value': ('p_corrected', 'p_adj', 'p_value', 'p'),
                  'cav_accuracy': ('cav_accuracy', 'accuracy')}  # explorer column <- the tests table's names, first found
 
-def results_from_tests(tests, # a `ConceptResult` (or `GCAVResult`), its `.tests()` DataFrame, or a path to the CLI's results.csv
+def results_from_tests(tests, # a `ConceptResult`, its `.tests()` DataFrame, or a path to the CLI's results.csv
                        model:str|None=None, # the `model` column (None: the result's or the table's own, else 'model')
                        target:str|None=None, # the `target` column (None: the result's or the table's own, else 'target')
                       )->pd.DataFrame:
@@ -283,3 +283,7 @@ def ui(self:Explorer):
 def _ipython_display_(self:Explorer):
     from IPython.display import display
     display(self.ui())
+
+# %% ../nbs/07_explorer.ipynb #9894c32a
+from .config import document_params
+document_params(globals());

@@ -26,9 +26,8 @@ from .tcav import (sign_scores, correct_pvalues, tcav_pvalues, stability_metrics
 # %% auto #0
 __all__ = ['GCAV_MODES', 'INSENSITIVE_COS', 'GCAVConfig', 'check_gcav_inputs', 'GLinear', 'GLayerNorm', 'FastDropout',
            'LayerAutoencoders', 'AlignmentModel', 'FusionModel', 'soft_tcav', 'GCAV', 'synthetic_gcav_problem',
-           'concept_cosine', 'cav_ttest', 'stability_table', 'null_negatives', 'GCAVMethod', 'pseudo_test',
-           'ground_truth_benchmark', 'concept_map', 'global_concept_map', 'pgd_toward', 'plot_layer_scores', 'gcav',
-           'GCAVResult', 'run_gcav', 'ablations']
+           'concept_cosine', 'stability_table', 'null_negatives', 'GCAVMethod', 'pseudo_test', 'ground_truth_benchmark',
+           'concept_map', 'global_concept_map', 'pgd_toward', 'gcav']
 
 # %% ../nbs/05_gcav.ipynb #dde9d135
 _CHOICES = dict(positive=("mirror", "random"), negatives=("random", "concepts"), fuse=("transformer", "attention", "mean"),
@@ -592,35 +591,6 @@ def load(cls:GCAV, path:str|Path, # folder written by `GCAV.save`
     m.meta = info.get("meta", {}); m.eval()
     return m
 
-# %% ../nbs/05_gcav.ipynb #4bb922a0
-def cav_ttest(scores:Float[Tensor, "L C R"], # concept scores (TCAV or TGCAV) per layer, concept, run
-              random_scores:Float[Tensor, "L M"], # random-vs-random scores per layer
-              layers:list[str]|None=None, concepts:list[str]|None=None,
-              alpha:float=0.05, # significance level
-              correction:str="none", # 'none' (the code), 'bonferroni' or 'bh' across all concept x layer tests
-              accuracy:Tensor|None=None, # [L, C] CAV held-out accuracy: added as the last column
-             )->pd.DataFrame:
-    "Per (layer, concept): mean score, p-value of ttest_ind(random, concept), significance (and with sign)."
-    if correction not in ("none", "bonferroni", "bh"): raise GcavInputError(f"correction={correction!r}; expected 'none', 'bonferroni' or 'bh'")
-    L, C, R = scores.shape
-    layers = layers or [str(l) for l in range(L)]; concepts = concepts or [str(c) for c in range(C)]
-    rows = []
-    for l in range(L):
-        rs = random_scores[l].double().numpy()
-        for c in range(C):
-            cs = scores[l, c].double().numpy()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # identical scores: scipy warns, p is nan -> 1
-                p = stats.ttest_ind(rs, cs).pvalue if (np.ptp(np.r_[rs, cs]) > 0) else 1.0
-            rows.append(dict(layer=layers[l], layer_idx=l, concept=concepts[c], score=cs.mean(), score_std=cs.std(),
-                             random_mean=rs.mean(), p=float(1.0 if np.isnan(p) else p)))
-    df = pd.DataFrame(rows)
-    df["p_adj"] = correct_pvalues(df.p.values, correction)
-    df["significant"] = df.p_adj <= alpha
-    df["significant_pos"] = df.significant & (df.score > df.random_mean)
-    if accuracy is not None: df["accuracy"] = accuracy[df.layer_idx.values, [concepts.index(c) for c in df.concept]].double().numpy()
-    return df
-
 # %% ../nbs/05_gcav.ipynb #33e30bba
 def _stability(s): return stability_metrics(s, decimals=None)   # the formula lives in gcav_nb.tcav
 
@@ -664,6 +634,12 @@ class GCAVMethod(CAVMethod):
     def __repr__(self): return f"GCAVMethod({self.name!r}, fitted={self.gcav is not None})"
 
 # %% ../nbs/05_gcav.ipynb #1ab959f5
+@patch
+def check(self:GCAVMethod, *, layers:list[str], n_random:int):
+    "GCAV fuses CAVs across layers and its null needs N >= 3 pseudo-concepts: refuse fewer, before any forward pass."
+    if len(layers) < 2: raise GcavInputError(f"GCAV needs at least 2 layers (hooks); got {len(layers)}: {layers}")
+    if n_random < 3: raise GcavInputError(f"GCAV's null needs at least 3 random sets; got {n_random}")
+
 @patch
 def fit(self:GCAVMethod, cavs, # per layer [C, R, d_l]: concept-vs-random CAVs
         null, # per layer [N, R', d_l]: random-vs-random CAVs as N pseudo-concepts (row i: set i vs the others)
@@ -774,22 +750,6 @@ def pgd_toward(layer_fn, # images [n, 3, H, W] -> activations [n, C, h, w] at th
         with torch.no_grad(): delta -= step * g.sign(); delta.clamp_(-eps, eps)
     return (images + delta.detach()).clamp(0, 1)
 
-# %% ../nbs/05_gcav.ipynb #6fa3d5b3
-def plot_layer_scores(frames:dict, # method -> DataFrame from `cav_ttest`
-                      concept:str, # concept to plot
-                      ax=None, title:str|None=None):
-    "Per-layer score of one concept for each method, hollow markers where not significant; returns the Figure."
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3))
-    for meth, df in frames.items():
-        d = df[df.concept == concept].sort_values("layer_idx")
-        line, = ax.plot(d.layer_idx, d.score, "-", label=meth)
-        ax.scatter(d.layer_idx, d.score, c=[line.get_color() if s else "white" for s in d.significant], edgecolors=line.get_color(), zorder=3)
-        ax.fill_between(d.layer_idx, d.score - d.score_std, d.score + d.score_std, color=line.get_color(), alpha=0.15)
-    ax.axhline(0.5, color="grey", lw=0.8, ls=":"); ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("layer"); ax.set_ylabel("score"); ax.set_title(title or f"{concept}: per-layer scores (hollow = not significant)")
-    ax.legend(fontsize=8)
-    return fig
-
 # %% ../nbs/05_gcav.ipynb #c7d038c4
 def gcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Module
          inputs, # the target inputs X_k: texts / ConceptSet, or a tensor [n, ...]
@@ -804,133 +764,3 @@ def gcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Modul
     cfgs = config if isinstance(config, (list, tuple)) else [config]
     if bad := [type(c).__name__ for c in cfgs if c is not None and not isinstance(c, GCAVConfig)]: raise TypeError(f"config must be GCAVConfig(s), got {bad}")
     return run_concepts(model, inputs, concepts, random_sets, hooks, target, methods=[CAVMethod(), *(GCAVMethod(c) for c in cfgs)], **kw)
-
-# %% ../nbs/05_gcav.ipynb #2f36eb74
-@dataclass
-class GCAVResult:
-    "TCAV and TGCAV for one model/target: scores [layer, concept, run], random scores [layer, pair], the GCAV, checks."
-    layers:list; concepts:list
-    tcav:Tensor; tgcav:Tensor; random_tcav:Tensor; random_tgcav:Tensor
-    cav_accuracy:Tensor # [layer, concept] held-out accuracy of the per-layer CAVs (mean over runs)
-    decoded_accuracy:Tensor # [layer, concept] held-out accuracy of the decoded global CAVs
-    gcav:GCAV; cavs:object=None; meta:dict=field(default_factory=dict)
-    alpha:float=0.05; correction:str="bonferroni"
-    gcav_inputs:tuple|None=None # (concept CAVs, random CAVs, gradients) per layer, to refit GCAV variants (ablations)
-
-    def tests(self)->pd.DataFrame:
-        "Per (method, layer, concept): score, p, corrected p, significant, significant with the right sign, accuracy."
-        out = []
-        for meth, sc, rs, acc in (("TCAV", self.tcav, self.random_tcav, self.cav_accuracy), ("TGCAV", self.tgcav, self.random_tgcav, self.decoded_accuracy)):
-            if sc is None: continue
-            df = cav_ttest(sc, rs, self.layers, self.concepts, self.alpha, self.correction, accuracy=acc)
-            df.insert(0, "method", meth)
-            out.append(df)
-        return pd.concat(out, ignore_index=True)
-
-    def stability(self, round_to:int|None=2)->pd.DataFrame:
-        "Mean/Std/CV/RR across layers, TCAV and TGCAV side by side (card §3.1)."
-        return stability_table({k: v for k, v in (("TCAV", self.tcav), ("TGCAV", self.tgcav)) if v is not None}, self.concepts, round_to)
-
-    def plot(self, concepts:list[str]|None=None, ncols:int=2):
-        "Per-layer TCAV vs TGCAV for each concept; returns the Figure."
-        concepts = concepts or self.concepts; t = self.tests()
-        nrows = math.ceil(len(concepts) / ncols)
-        fig, axs = plt.subplots(nrows, ncols, figsize=(6 * ncols, 2.8 * nrows), squeeze=False)
-        for ax, c in zip(axs.flat, concepts):
-            plot_layer_scores({m: t[t.method == m] for m in t.method.unique()}, c, ax=ax, title=c)
-        for ax in list(axs.flat)[len(concepts):]: ax.axis("off")
-        fig.tight_layout(); return fig
-
-    def save(self, out:str|Path)->Path:
-        "Write results.csv (tidy tests), stability.csv, scores.csv, layer_scores.png and the trained GCAV (gcav/) into `out`."
-        out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        self.tests().to_csv(out / "results.csv", index=False); self.stability().to_csv(out / "stability.csv", index=False)
-        rows = [dict(method=m, layer=self.layers[l], concept=self.concepts[c], run=r, score=float(s[l, c, r]))
-                for m, s in (("TCAV", self.tcav), ("TGCAV", self.tgcav)) if s is not None for l in range(s.shape[0]) for c in range(s.shape[1]) for r in range(s.shape[2])]
-        pd.DataFrame(rows).to_csv(out / "scores.csv", index=False)
-        fig = self.plot(); fig.savefig(out / "layer_scores.png", dpi=110); plt.close(fig)
-        if self.gcav is not None: self.gcav.save(out / "gcav", meta=self.meta)
-        return out
-
-def run_gcav(model, # a hooked model (`load_model` / `wrap_module`)
-             inputs, # target inputs X_k: texts or an image tensor [n, C, H, W]
-             concepts:dict, # concept name -> ConceptSet / list of texts / image tensor
-             randoms:list, # R random sets (same kinds); R runs per concept
-             hooks:list[str], # the layers (>= 2), in model order
-             target, # a `gcav_nb.tcav` target (`logit_diff(" positive", " negative")`, `class_logit(0)`, ...)
-             config:GCAVConfig|None=None, # GCAV hyperparameters (default: `GCAVConfig.preset()`)
-             pooling="last", batch_size:int=32,
-             classifier:str="logistic", C:float=1.0, # CAV classifier (gcav_nb.cav.fit_cavs)
-             correction:str="bonferroni", alpha:float=0.05, # tests: correction over all concept x layer tests
-             seed:int=0, progress:bool=True,
-             acts:dict|None=None, # precomputed activations: set name -> {hook: [n, d]} (skips collect for those)
-             fit_gcav:bool=True, # False: plain TCAV only (tgcav fields are None)
-            )->GCAVResult:
-    "TCAV and TGCAV for `concepts` against `randoms` at `hooks`: one call from data to both methods' scores and tests."
-    from gcav_nb.activations import collect
-    from gcav_nb.cav import fit_random_cavs, fit_tcav_cavs
-    from gcav_nb.tcav import gradients, tcav_scores
-    hooks = list(hooks)
-    if len(hooks) < 2: raise GcavInputError(f"GCAV needs at least 2 layers (hooks); got {hooks}")
-    if not isinstance(concepts, dict) or not concepts: raise GcavInputError("concepts must be a non-empty dict name -> data")
-    if len(randoms) < 2: raise GcavInputError(f"need at least 2 random sets (R runs); got {len(randoms)}")
-    for name, d in [*concepts.items(), *((f"random_{i}", r) for i, r in enumerate(randoms))]:
-        if len(d) < 2: raise GcavInputError(f"set {name!r} has {len(d)} example(s); a CAV needs at least 2 per class")
-    if correction not in ("none", "bonferroni", "bh"): raise GcavInputError(f"correction={correction!r}; expected 'none', 'bonferroni' or 'bh'")
-    cfg = config or GCAVConfig.preset(seed=seed)
-    acts = dict(acts or {})
-    names = list(concepts)
-    rnames = [f"random_{i}" for i in range(len(randoms))]
-    for n_, d in [*concepts.items(), *zip(rnames, randoms)]:
-        if n_ not in acts: acts[n_] = collect(model, d, hooks, pooling=pooling, batch_size=batch_size, progress=progress)
-    cact = {n_: {h: acts[n_][h] for h in hooks} for n_ in names}
-    ract = {n_: {h: acts[n_][h] for h in hooks} for n_ in rnames}
-    cavs, rr = fit_tcav_cavs(cact, ract, layers=hooks, classifier=classifier, C=C, seed=seed)   # one batched fit
-    grads = gradients(model, inputs, hooks, target, pooling=pooling, batch_size=batch_size, progress=progress)
-    P = len(rr.runs) // 2
-    tc = tcav_scores(grads, cavs, layers=hooks)                                                     # [L, C, R]
-    rt = tcav_scores(grads, rr, layers=hooks)[:, 0]                                                 # [L, 2P]
-    cav_list = [cavs[h] for h in hooks]; rnd_list = [rr[h][0, :P] for h in hooks]; g_list = [grads[h] for h in hooks]
-    meta = dict(model=getattr(model, "gcav_name", type(model).__name__), revision=getattr(model, "gcav_revision", ""),
-                hooks=hooks, target=getattr(target, "name", str(target)), concepts=names, runs=len(rnames), seed=seed,
-                classifier=classifier, C=C, n_inputs=len(inputs))
-    if not fit_gcav:
-        return GCAVResult(hooks, names, tc, None, rt, None, cavs.accuracy.mean(-1), None, None, cavs, meta, alpha, correction, (cav_list, rnd_list, g_list))
-    rr2 = fit_random_cavs(ract, layers=hooks, ordered=True, classifier=classifier, C=C, seed=seed + 1)  # retrained for TGCAV
-    rt2 = tcav_scores(grads, rr2, layers=hooks)[:, 0]
-    gm = GCAV(hooks, [c.shape[-1] for c in cav_list], names, len(rnames), cfg).fit(cav_list, rnd_list, g_list, progress=progress)
-    tg = gm.tgcav_scores(g_list)
-    dec = gm.decode()
-    dacc = method_accuracy(dec, cavs, {**cact, **ract}, hooks).nanmean(-1)                         # held out: the CAV fit's own split
-    return GCAVResult(hooks, names, tc, tg, rt, rt2, cavs.accuracy.mean(-1), dacc, gm, cavs, meta, alpha, correction, (cav_list, rnd_list, g_list))
-
-
-
-# %% ../nbs/05_gcav.ipynb #e125e7f3
-@patch
-def refit(self:GCAVResult, progress:bool=False, **changes)->pd.DataFrame:
-    "Refit GCAV with `GCAVConfig` fields changed (e.g. positive='random'); per-concept Mean/Std/CV/RR + #significant layers."
-    cav_list, rnd_list, g_list = self.gcav_inputs
-    cfg = GCAVConfig(**{**asdict(self.gcav.cfg), **changes})
-    gm = GCAV(self.layers, self.gcav.dims, self.concepts, self.gcav.n_runs, cfg).fit(cav_list, rnd_list, g_list, progress=progress)
-    tg = gm.tgcav_scores(g_list)
-    st = stability_table({"TGCAV": tg}, self.concepts)
-    sig = cav_ttest(tg, self.random_tgcav, self.layers, self.concepts, self.alpha, self.correction)
-    st["n_sig_pos"] = [int(sig[sig.concept == c].significant_pos.sum()) for c in self.concepts]
-    st["n_sig"] = [int(sig[sig.concept == c].significant.sum()) for c in self.concepts]
-    st.insert(1, "variant", ", ".join(f"{k}={v}" for k, v in changes.items()) or "code defaults")
-    return st.drop(columns="method")
-
-def ablations(res:GCAVResult, # a `run_gcav` result
-              variants:dict|None=None, # name -> dict of GCAVConfig changes
-              progress:bool=True)->pd.DataFrame:
-    "The code-vs-paper ablation table (card §2.6, §4): one refit per variant."
-    variants = variants or {"code (mirror, random negatives, transformer)": {}, "paper: random-layer positives": dict(positive="random"),
-                            "paper: other-concept negatives": dict(negatives="concepts"), "paper: attention fusion": dict(fuse="attention"),
-                            "no stage 2 (fuse AE embeddings)": dict(fuse_input="input"), "no fusion (per-layer aligned CAVs)": dict(fuse_input="none"),
-                            "untrained mean fusion": dict(fuse="mean")}
-    if len(res.concepts) < 2: variants = {k: v for k, v in variants.items() if v.get("negatives") != "concepts"}
-    out = []
-    for name, ch in tqdm(variants.items(), desc="GCAV ablations", disable=not progress):
-        df = res.refit(**ch); df["variant"] = name; out.append(df)
-    return pd.concat(out, ignore_index=True)

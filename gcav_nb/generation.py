@@ -158,3 +158,7 @@ def generate(model, # a language model (a TransformerBridge from `load_model`)
             for r, ids in zip(rows, out.tolist()): new[r] = ids[:ids.index(eos) + 1] if eos in ids else ids
     res = new if return_tokens else [tok.decode(x, skip_special_tokens=True) for x in new]
     return res[0] if isinstance(prompts, str) else res
+
+# %% ../nbs/08_generation.ipynb #ebfb74fb
+from .config import document_params
+document_params(globals());

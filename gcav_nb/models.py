@@ -564,3 +564,7 @@ def _bridge_vs_hf_grads(model, hf, text:str, target:int, layers:list[int]|None=N
     for t in hs: t.retain_grad()
     out.logits[0, -1, target].backward()
     return max((acts[k].grad - t.grad).abs().max().item() for k, t in zip(names, hs))
+
+# %% ../nbs/00_models.ipynb #8f7f7d5f
+from .config import document_params
+document_params(globals());

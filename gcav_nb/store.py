@@ -274,3 +274,7 @@ def batches(self:ActivationStore, hook:str, # one of `store.hooks`
     g = torch.Generator().manual_seed(seed) if shuffle else None
     order = torch.randperm(len(self.shards), generator=g).tolist() if shuffle else list(range(len(self.shards)))
     return _stream(self, hook, order, batch_size, window if shuffle else 1, g, with_tokens)
+
+# %% ../nbs/09_store.ipynb #04db2f52
+from .config import document_params
+document_params(globals());

@@ -367,6 +367,8 @@ def stability_metrics(scores, # per-layer scores [L] (array/tensor/list), or a d
 class CAVMethod:
     "How per-layer CAVs become the CAVs that are scored; this base class is the identity (plain TCAV)."
     name = "TCAV"
+    def check(self, *, layers:list[str], n_random:int):
+        "Refuse a run this method cannot score (called before any forward pass); the identity takes any."
     def fit(self, cavs:list[Tensor], # per layer [C, R, d_l]: concept-vs-random CAVs, unit norm
             null:list[Tensor], # per layer [N, R', d_l]: random-vs-random CAVs as N pseudo-concepts
             grads:list[Tensor], # per layer [n, d_l]: the target's gradients at the inputs
@@ -833,6 +835,7 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
     model = _hooked(model); target = as_target(target); names = resolve_hooks(model, hooks); ids = target.ids(model)
     x = _as_inputs(inputs); sets, rnd = _checked_sets(concepts, random_sets, cavs, random_cavs, relative, test)
     _check_run(test, correction, alpha, seed, relative, sets, cavs)
+    for m in methods: m.check(layers=names, n_random=len(rnd) or len(null_cavs(random_cavs)[1]))
     bos = dict(prepend_bos=prepend_bos) if isinstance(x, list) else {}   # texts only: tensors have no tokens
     store = dict(cache=cache) if cache else {}                            # (collect's own default otherwise)
     acts = collect_sets(model, {**sets, **rnd}, names, pooling=pooling, batch_size=batch_size, progress=progress, **bos, **store) if sets or rnd else {}
@@ -874,3 +877,7 @@ def tcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Modul
     return run_concepts(model, inputs, concepts, random_sets, hooks, target, methods=[CAVMethod()], relative=relative, pooling=pooling,
                         classifier=classifier, C=C, test=test, correction=correction, alpha=alpha, cavs=cavs, random_cavs=random_cavs,
                         batch_size=batch_size, seed=seed, prepend_bos=prepend_bos, progress=progress)
+
+# %% ../nbs/04_tcav.ipynb #7dd5f96c
+from .config import document_params
+document_params(globals());

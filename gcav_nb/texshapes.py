@@ -430,3 +430,7 @@ def attack_table(before, after, # the runs before / after the attack: results wi
                          change_at_layer_pct=pct(a[layer], b[layer]), mean=b.mean(), mean_attacked=a.mean(),
                          change_mean=a.mean() - b.mean(), change_mean_pct=pct(a.mean(), b.mean())))
     return pd.DataFrame(rows)
+
+# %% ../nbs/05a_texshapes.ipynb #23fe7a28
+from .config import document_params
+document_params(globals());

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from gcav_nb.config import GcavInputError
-from gcav_nb.gcav import GCAV, GCAVConfig, check_gcav_inputs, synthetic_gcav_problem, run_gcav
+from gcav_nb.gcav import GCAV, GCAVConfig, check_gcav_inputs, synthetic_gcav_problem
 
 CFG = dict(embed_dim=16, ae_hidden=(32,), ae_noise_copies=2, ae_epochs=2, ae_batch_size=32, align_steps=5,
            heads=2, ff_dim=8, fuse_epochs=2, num_threads=1)
@@ -77,17 +77,20 @@ def test_unfitted_model_refuses_to_decode(problem):
     gm = GCAV(problem["layers"], problem["dims"], problem["concepts"], problem["runs"], GCAVConfig(**CFG))
     with pytest.raises(GcavInputError, match="not trained"): gm.decode()
 
-def test_run_gcav_rejects_a_concept_with_one_example():
-    "A concept set with a single example is refused before any forward pass."
+def test_gcav_rejects_bad_sets_before_work():
+    "A one-example concept, one layer or too few random sets is refused by `gcav` before any forward pass."
     from gcav_nb.models import load_model
     from gcav_nb.tcav import class_logit
+    from gcav_nb.gcav import gcav
     cnn = load_model("tiny-cnn", device="cpu"); x = torch.rand(4, 3, 32, 32)
-    with pytest.raises(GcavInputError, match="1 example"):
-        run_gcav(cnn, x, {"one": x[:1]}, [x, x], ["relu1", "relu2"], class_logit(0))
-    with pytest.raises(GcavInputError, match="at least 2 layers"):
-        run_gcav(cnn, x, {"c": x}, [x, x], ["relu1"], class_logit(0))
-    with pytest.raises(GcavInputError, match="at least 2 random sets"):
-        run_gcav(cnn, x, {"c": x}, [x], ["relu1", "relu2"], class_logit(0))
+    calls = []; h = cnn.register_forward_pre_hook(lambda m, a: calls.append(1))
+    with pytest.raises(GcavInputError, match="at least 2"):
+        gcav(cnn, x, {"one": x[:1]}, [x, x + 1, x + 2], ["relu1", "relu2"], class_logit(0), progress=False)
+    with pytest.raises(GcavInputError, match="2 layers"):
+        gcav(cnn, x, {"c": x}, [x + 1, x + 2, x + 3], ["relu1"], class_logit(0), progress=False)
+    with pytest.raises(GcavInputError, match="random"):
+        gcav(cnn, x, {"c": x}, [x + 1], ["relu1", "relu2"], class_logit(0), progress=False)
+    h.remove(); assert not calls, "gcav ran a forward pass before refusing its input"
 
 
 # --- issue 9: diagnostics, the two modes, a null that goes through GCAV -------------------------------------------

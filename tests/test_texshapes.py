@@ -72,7 +72,6 @@ def _rate_run(model, n_set, runs, draws, n_target, scale):
     from gcav_nb.models import wrap_module
     from gcav_nb.tcav import run_concepts, CAVMethod, class_logit
     from gcav_nb.gcav import GCAVMethod, GCAVConfig
-    if not issubclass(GCAVMethod, CAVMethod): GCAVMethod = type("GCAVMethod", (GCAVMethod, CAVMethod), {})  # until gcav's GCAVMethod subclasses CAVMethod
     wm = wrap_module(model, name="texshapes-cnn").eval()
     _, randoms = texshapes_sets(n_set, runs, seed=0)
     x = make_scenes(torch.zeros(n_target, dtype=torch.long), seed=4242)[0]
