@@ -41,6 +41,8 @@ default_role = 'literal'                    # nbdev docstrings are markdown: `x`
 
 def _docments(app, what, name, obj, options, lines):
     "Append nbdev docments (the comment after each parameter) to the autodoc text as :param: fields."
+    for i, l in enumerate(lines):             # `config.document_params`' plain-text Args:/Returns: (for help()) -> :param: fields below
+        if l in ('Args:', 'Returns:') and (i == 0 or not lines[i - 1].strip()): del lines[i:]; break
     docs = {}
     if what in ('function', 'method', 'class'):
         try:
@@ -50,7 +52,7 @@ def _docments(app, what, name, obj, options, lines):
     extra = [f":param {k}: {v['docment']}" for k, v in docs.items() if k != 'return' and v.get('docment')]
     ret = docs.get('return')
     if ret and ret.get('docment'): extra.append(f":returns: {ret['docment']}")
-    if extra: lines.extend(['', *extra])
+    if extra: lines.extend(['', *(e.replace('*', r'\*') for e in extra)])   # `[*pos]` in a comment is not RST emphasis
     lines[:] = [l.replace('|', r'\|') for l in lines]          # markdown docstrings: `|x|` is not an RST substitution
 
 
