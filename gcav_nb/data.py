@@ -410,7 +410,7 @@ def _brown_corpus()->dict:
             d = json.loads(f.read_text(encoding="utf-8"))
             if d["tgz_sha256"] == BROWN["sha256"]: return d
         except (json.JSONDecodeError, KeyError): warnings.warn(f"corpus cache {f} is corrupt; rebuilding")
-    from gcav_nb.models import _smollm2_tokenizer
+    from gcav_nb.models import smollm2_tokenizer
     files, genre_of = _brown_files()
     d = dict(tgz_sha256=BROWN["sha256"], tokenizer="SmolLM2-135M-Instruct", docs=[], fileid=[], genre=[], words={}, sentences={})
     for fid in sorted(files, key=lambda k: (k[2:], k[:2])):   # ca01, cb01, ..., cr01, ca02, ...: every prefix spans the genres
@@ -420,7 +420,7 @@ def _brown_corpus()->dict:
         d["sentences"].setdefault(genre_of[fid], []).extend(detokenize(s) for p in paras for s in p)
         chunks = _chunks([" ".join(detokenize(s) for s in p) for p in paras])
         d["docs"] += chunks; d["fileid"] += [fid] * len(chunks); d["genre"] += [genre_of[fid]] * len(chunks)
-    d["n_tokens"] = [len(x) for x in _smollm2_tokenizer()(d["docs"], add_special_tokens=False)["input_ids"]]
+    d["n_tokens"] = [len(x) for x in smollm2_tokenizer()(d["docs"], add_special_tokens=False)["input_ids"]]
     d["sha256"] = hashlib.sha256(json.dumps(d["docs"]).encode()).hexdigest()[:12]
     atomic_write(f, lambda p: p.write_text(json.dumps(d), encoding="utf-8"))
     return d
@@ -490,10 +490,10 @@ def _offline_corpus()->dict:
     if f.exists():
         try: return json.loads(f.read_text(encoding="utf-8"))
         except json.JSONDecodeError: warnings.warn(f"corpus cache {f} is corrupt; rebuilding")
-    from gcav_nb.models import _smollm2_tokenizer
+    from gcav_nb.models import smollm2_tokenizer
     t0 = time.perf_counter()
     parts = {"pydoc_topics": _pydoc_docs(), "stdlib_docstrings": _docstring_docs(), "templated": _templated_docs()}
-    tok = _smollm2_tokenizer()
+    tok = smollm2_tokenizer()
     docs, src, ntok = [], [], []
     for k, v in parts.items():
         docs += v; src += [k] * len(v); ntok += [len(x) for x in tok(v, add_special_tokens=False)["input_ids"]]

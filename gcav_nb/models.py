@@ -17,8 +17,8 @@ from fastcore.basics import patch
 from .config import GcavInputError, UnknownNameError, cache_dir, atomic_folder
 
 # %% auto #0
-__all__ = ['SMOLLM2_GGUF', 'TINY_CONFIGS', 'HUB_ALIASES', 'smollm2_gguf', 'smollm2_folder', 'HookedModule', 'wrap_module',
-           'TinyCNN', 'hook_names', 'resolve_hooks', 'layer_hooks', 'default_prepend_bos', 'ModelEntry',
+__all__ = ['SMOLLM2_GGUF', 'TINY_CONFIGS', 'HUB_ALIASES', 'smollm2_gguf', 'smollm2_folder', 'smollm2_tokenizer', 'HookedModule',
+           'wrap_module', 'TinyCNN', 'hook_names', 'resolve_hooks', 'layer_hooks', 'default_prepend_bos', 'ModelEntry',
            'register_model', 'known_models', 'boot_bridge', 'load_model', 'tokenize', 'token_id', 'model_info']
 
 # %% ../nbs/00_models.ipynb #29e6e5e7
@@ -105,7 +105,8 @@ def smollm2_folder()->Path:
     return _atomic_folder(cache_dir("models")/"smollm2-135m", _convert_smollm2)
 
 # %% ../nbs/00_models.ipynb #23c9b712
-def _smollm2_tokenizer():
+def smollm2_tokenizer():
+    "SmolLM2's HF tokenizer alone: from the converted folder when it exists, else built from the GGUF (no weights converted)."
     from transformers import AutoTokenizer
     full = cache_dir("models", create=False)/"smollm2-135m"
     if (full/_DONE).exists(): return AutoTokenizer.from_pretrained(full)
@@ -125,7 +126,7 @@ def _tiny_folder(name:str, seed:int=0)->Path:
     key = hashlib.sha256(json.dumps([c, seed, 1], sort_keys=True).encode()).hexdigest()[:8]
     def build(tmp):
         from transformers import LlamaConfig, LlamaForCausalLM, GPT2Config, GPT2LMHeadModel
-        tok = _smollm2_tokenizer(); V = len(tok)
+        tok = smollm2_tokenizer(); V = len(tok)
         if c["arch"] == "llama":
             cfg = LlamaConfig(vocab_size=V, hidden_size=c["d_model"], intermediate_size=c["d_mlp"], num_hidden_layers=c["n_layers"],
                               num_attention_heads=c["n_heads"], num_key_value_heads=c["n_kv_heads"], max_position_embeddings=c["n_ctx"],

@@ -41,3 +41,7 @@ def shift_at_kl(df:pd.DataFrame, # `sweep`/`multiplier_sweep` rows with columns 
         rows.append(dict(vector=k, dp_at_budget=float(np.interp(budget, kl, dp)) if budget <= kl.max() else float("nan"),
                          max_dp_per_kl=float(np.max(g.dp / g.kl.clip(lower=1e-12)))))
     return pd.DataFrame(rows).set_index("vector")
+
+# %% ../../nbs/1_steering/10_caa.ipynb #d3ec85cc
+from ..config import document_params
+document_params(globals());

@@ -362,3 +362,7 @@ def load_vectors(path:str|Path, # a file from `save_vectors`, or any safetensors
         meta = {f: val for f, val in info[k].items() if val is not None}
         out[k] = ConceptVector(v.direction, **{**meta, "norm": v.norm})
     return out
+
+# %% ../../nbs/1_steering/10_core.ipynb #42fa64e5
+from ..config import document_params
+document_params(globals());
