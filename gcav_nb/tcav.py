@@ -835,7 +835,8 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
     model = _hooked(model); target = as_target(target); names = resolve_hooks(model, hooks); ids = target.ids(model)
     x = _as_inputs(inputs); sets, rnd = _checked_sets(concepts, random_sets, cavs, random_cavs, relative, test)
     _check_run(test, correction, alpha, seed, relative, sets, cavs)
-    for m in methods: m.check(layers=names, n_random=len(rnd) or len(null_cavs(random_cavs)[1]))
+    n_random = len(rnd) or len(null_cavs(random_cavs)[1])                 # random sets (or those behind given random CAVs)
+    for m in methods: m.check(layers=names, n_random=n_random)
     bos = dict(prepend_bos=prepend_bos) if isinstance(x, list) else {}   # texts only: tensors have no tokens
     store = dict(cache=cache) if cache else {}                            # (collect's own default otherwise)
     acts = collect_sets(model, {**sets, **rnd}, names, pooling=pooling, batch_size=batch_size, progress=progress, **bos, **store) if sets or rnd else {}
@@ -845,8 +846,7 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
     if random_cavs is None: random_cavs = fit_random_cavs(rset, ordered=True, **fit)
     rnames = list(rnd) or None
     if cavs is None:
-        n_runs = len(rnd) or len(null_cavs(random_cavs)[1])
-        cavs = fit_relative_cavs(cset, pairs=[tuple(p) for p in relative], n_runs=n_runs, **fit) if relative is not None else fit_cavs(cset, rset, **fit)
+        cavs = fit_relative_cavs(cset, pairs=[tuple(p) for p in relative], n_runs=n_random, **fit) if relative is not None else fit_cavs(cset, rset, **fit)
     grads = gradients(model, x, names, target, pooling=pooling, batch_size=batch_size, progress=progress, **bos)
     meta = _run_meta(model, x, ids, pooling, seed, classifier, C, relative, prepend_bos, methods)
     return tcav_result(grads, cavs, random_cavs, target, methods, test=test, correction=correction, alpha=alpha, layers=names,

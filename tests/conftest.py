@@ -8,6 +8,18 @@ os.environ.setdefault("GCAV_NB_SCALE", "ci")
 os.environ.setdefault("MPLBACKEND", "Agg")
 NOTEBOOK_TIMES: dict[str, float] = {}
 
+@pytest.fixture(scope="module")
+def tiny():
+    "The 4-layer random-weight Llama (read-only: tests must not change its weights)."
+    from gcav_nb.models import load_model
+    return load_model("tiny-llama", device="cpu")
+
+@pytest.fixture(scope="module")
+def tiny_gpt2():
+    "The 2-layer random-weight GPT-2 (read-only)."
+    from gcav_nb.models import load_model
+    return load_model("tiny-gpt2", device="cpu")
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(42); np.random.seed(42); torch.manual_seed(42)

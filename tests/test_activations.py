@@ -129,14 +129,19 @@ def test_same_name_other_weights_is_rebuilt(model, tmp_path):
     finally:
         with torch.no_grad(): p.sub_(1.0)
 
-def test_corrupt_partial_batch_is_recomputed(model, tmp_path):
+def _interrupted_collect(model, cache)->str:
+    "Run a cached `collect` (batch 2) that dies in its third batch, leaving two finished batches; returns its hooks."
     hooks = "blocks.*.hook_resid_post"
     def bomb(t, hook):
         bomb.n += 1
         if bomb.n == 3: raise _Boom()
     bomb.n = 0
     with pytest.raises(_Boom), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", bomb)]):
-        collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
+        collect(model, TEXTS, hooks, batch_size=2, cache=cache, progress=False)
+    return hooks
+
+def test_corrupt_partial_batch_is_recomputed(model, tmp_path):
+    hooks = _interrupted_collect(model, tmp_path/"c")
     f = tmp_path/"c"/"partial"/"batch_00001.safetensors"; f.write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="recomputing"):
         got = collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
@@ -223,13 +228,7 @@ def test_corrupted_cache_values_are_detected_and_rebuilt(model, tmp_path, fill):
 
 def test_corrupted_partial_batch_redone_others_kept(model, tmp_path):
     "A finished batch whose values were zeroed is redone; the other finished batches are read, not recomputed."
-    hooks = "blocks.*.hook_resid_post"
-    def bomb(t, hook):
-        bomb.n += 1
-        if bomb.n == 3: raise _Boom()
-    bomb.n = 0
-    with pytest.raises(_Boom), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", bomb)]):
-        collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
+    hooks = _interrupted_collect(model, tmp_path/"c")
     _corrupt_values(tmp_path/"c"/"partial"/"batch_00000.safetensors", 0x00)
     def count(t, hook): count.n += 1
     count.n = 0

@@ -9,14 +9,6 @@ from gcav_nb.models import load_model, tokenize
 PROMPTS = ["The capital of France is", "Hi", "Once upon a time, in a small village by the sea, there"]
 
 @pytest.fixture(scope="module")
-def tiny():
-    return load_model("tiny-llama", device="cpu")
-
-@pytest.fixture(scope="module")
-def tiny_gpt2():
-    return load_model("tiny-gpt2", device="cpu")
-
-@pytest.fixture(scope="module")
 def smol():
     return load_model("smollm2-135m", device="cpu")
 

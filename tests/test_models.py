@@ -10,14 +10,6 @@ from gcav_nb.models import (load_model, wrap_module, hook_names, resolve_hooks, 
                             model_info, HookedModule, register_model, known_models, default_prepend_bos, _bridge_vs_hf_grads)
 
 @pytest.fixture(scope="module")
-def tiny():
-    return load_model("tiny-llama", device="cpu")
-
-@pytest.fixture(scope="module")
-def tiny_gpt2():
-    return load_model("tiny-gpt2", device="cpu")
-
-@pytest.fixture(scope="module")
 def cnn():
     return load_model("tiny-cnn")
 
