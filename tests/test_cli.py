@@ -161,3 +161,11 @@ def test_saved_folder_loads_back_as_a_result(tmp_path):
     r = run(["tcav", *TINY, "--out", str(tmp_path / "o"), "--no-cache"])
     again = ConceptResult.load(tmp_path / "o")
     assert again.frame().score.tolist() == r["result"].frame().score.tolist()
+
+def test_default_cache_keeps_every_request(tmp_path, monkeypatch):
+    "Two runs on different data with the default cache each keep their activations (one shared file used to be replaced)."
+    monkeypatch.setenv("GCAV_NB_CACHE", str(tmp_path / "cache"))
+    run(["tcav", *TINY, "--out", str(tmp_path / "a")])
+    run(["tcav", *TINY[:4], "--concepts", "praise,complaint", "--no-progress", "--out", str(tmp_path / "b")])
+    kept = sorted((tmp_path / "cache" / "activations").rglob("acts.safetensors"))
+    assert len(kept) == 2, kept
