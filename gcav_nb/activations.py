@@ -203,6 +203,11 @@ def _check_pooling(pooling, n, kind):
             raise GcavInputError(f"pooling mask has shape {tuple(pooling.shape)}; expected [n={n}, pos]")
     elif not callable(pooling): raise GcavInputError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}, a mask tensor or a callable")
 
+def _check_batch_size(batch_size):
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise GcavInputError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
 # %% ../nbs/02_activations.ipynb #d74129db
 def _first_layer(model)->nn.Module|None:
     "The first conv or linear module of a torch model (what its input must fit), or None."
@@ -248,10 +253,16 @@ def _read_checked(path:Path, key:dict, names:list[str], rows:int|None)->tuple[di
         return None, f"hook(s) {bad} have the wrong number of rows (expected {rows})"
     return out, None
 
-def _cache_folder(cache, key)->Path|None:
-    "The cache folder for `key` (created), None without a cache; a file or an uncreatable folder is a clear error."
+
+# %% ../nbs/02_activations.ipynb #5d9accb3
+def _entry_name(key:dict)->str:
+    "A request's folder inside any cache folder: the model name and 12 hex of the key's sha256."
+    return f"{key['model'].replace('/', '--')}-{_sha(json.dumps(key, sort_keys=True))}"
+
+def _cache_root(cache)->Path|None:
+    "The cache folder `cache` names (True: the default one), created and checked; None without a cache."
     if cache is False or cache is None: return None
-    if cache is True: return cache_dir("activations", f"{key['model'].replace('/', '--')}-{_sha(json.dumps(key, sort_keys=True))}")
+    if cache is True: return cache_dir("activations")
     if not isinstance(cache, (str, os.PathLike)): raise TypeError(f"cache must be True, False or a folder path, got {type(cache).__name__}")
     p = Path(cache)
     if p.exists() and not p.is_dir(): raise GcavInputError(f"cache={str(p)!r} is a file; expected a folder (or cache=True for the default one)")
@@ -259,6 +270,20 @@ def _cache_folder(cache, key)->Path|None:
     except OSError as e: raise GcavInputError(f"cannot create the cache folder {str(p)!r}: {e.strerror or e}") from None
     if not os.access(p, os.W_OK | os.X_OK): raise GcavInputError(f"the cache folder {str(p)!r} is not writable")
     return p
+
+def _cache_folder(cache, key:dict)->Path|None:
+    "The entry of request `key` inside the cache folder (created), None without a cache."
+    if (root := _cache_root(cache)) is None: return None
+    (entry := root/_entry_name(key)).mkdir(exist_ok=True)
+    return entry
+
+def _cached_result(folder:Path, key:dict, names:list[str], n:int)->dict|None:
+    "The finished result in a request's entry if it passes every check; a bad one is deleted with a warning."
+    final = folder/"acts.safetensors"
+    if not final.exists(): return None
+    got, why = _read_checked(final, key, names, n)
+    if got is None: warnings.warn(f"activation cache {final} is not used because {why}; rebuilding it"); final.unlink()
+    return got
 
 # %% ../nbs/02_activations.ipynb #1b07cad6
 def _collect_key(model, data_hash, n, names, pooling, kind, max_length, batch_size, bos, by_length)->dict:
@@ -349,7 +374,7 @@ def collect(model, # a hooked model (`load_model` / `wrap_module`)
             hooks:str|list[str]|Callable, # hook names, a glob (`blocks.*.hook_resid_post`) or a predicate
             pooling:str|Tensor|Callable="last", # "last", "mean", "all", a mask [n, pos] or `fn(tokens, mask)`
             batch_size:int=32, # texts per forward pass
-            cache:bool|str|Path=False, # True: a folder under `cache_dir("activations")`; a path: that folder
+            cache:bool|str|Path=False, # a folder (one entry per request inside it); True: `cache_dir("activations")`
             progress:bool=True, # show a tqdm bar
             padding_side:str="right", # how batches are padded (the result does not depend on it)
             max_length:int|None=None, # longest text in tokens (None: the model's context)
@@ -359,14 +384,11 @@ def collect(model, # a hooked model (`load_model` / `wrap_module`)
             prepend_bos:bool|None=None, # prepend BOS (None: as `models.tokenize` decides for this model); kept in `.meta`
            )->Activations: # hook -> float32 CPU [n, d] ([n, pos, d] for "all")
     "Activations at every requested hook from one forward pass per batch, pooled over real tokens."
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise GcavInputError(f"batch_size must be a positive int, got {batch_size!r}")
     examples, kind, data_hash, data_name = _as_examples(data)
     if kind == "tensor": examples = _check_tensor_input(model, examples, data_name)
     n, names = len(examples), resolve_hooks(model, hooks)
-    _check_pooling(pooling, n, kind)
-    tokens = am = lengths = None
-    bos = _effective_bos(model, prepend_bos) if kind == "text" else None
+    _check_pooling(pooling, n, kind); _check_batch_size(batch_size)
+    tokens = am = lengths = None; bos = _effective_bos(model, prepend_bos) if kind == "text" else None
     if kind == "text":
         tokens, am = tokenize(model, examples, padding_side=padding_side, max_length=max_length, on_long=on_long, prepend_bos=bos)
         lengths = am.sum(1)
@@ -374,17 +396,14 @@ def collect(model, # a hooked model (`load_model` / `wrap_module`)
     key = _collect_key(model, data_hash, n, names, pooling, kind, max_length, batch_size, bos, sort_by_length and kind == "text")
     meta = dict(model=key["model"], revision=key["revision"], data_hash=data_hash, data_name=data_name, hooks=names, pooling=key["pooling"],
                 n=n, prepend_bos=bos, padding=None if lengths is None else round(padding_fraction(batches, lengths), 4))
-    folder = _cache_folder(cache, key)
-    final = folder/"acts.safetensors" if folder else None
-    if final is not None and final.exists():
-        got, why = _read_checked(final, key, names, n)
-        if got is not None: return Activations({k: got[k] for k in names}, meta=meta, mask=got.get("__mask__"))
-        warnings.warn(f"activation cache {final} is not used because {why}; rebuilding it"); final.unlink()
+    folder = _cache_folder(cache, key)                     # this request's own entry inside the cache folder
+    if folder is not None and (got := _cached_result(folder, key, names, n)) is not None:
+        return Activations({k: got[k] for k in names}, meta=meta, mask=got.get("__mask__"))
     part = folder/"partial" if folder else None
     bos_id = getattr(getattr(model, "tokenizer", None), "bos_token_id", None) if bos else None
     res = _run_batches(model, examples, kind, tokens, am, names, pooling, batches, _cached_batches(part, batches, key, names),
                        part, key, stop_early, progress, data_name, bos_id)
-    if final is not None: _save_checked(res, final, key); shutil.rmtree(part, ignore_errors=True)
+    if folder is not None: _save_checked(res, folder/"acts.safetensors", key); shutil.rmtree(part, ignore_errors=True)
     mask = res.pop("__mask__", None)
     return Activations(res, meta=meta, mask=mask)
 

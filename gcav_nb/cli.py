@@ -53,7 +53,7 @@ def build_parser()->argparse.ArgumentParser:
         s.add_argument("--device", default="cpu", help="torch device")
         s.add_argument("--out", required=True, help="results folder (created; must be empty unless --overwrite)")
         s.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out: replace this command's files there, keep the rest")
-        s.add_argument("--cache", default=None, metavar="DIR", help="activation cache: a rerun after Ctrl-C resumes from it; default: $GCAV_NB_CACHE/activations, else ~/.cache/gcav_nb/activations")
+        s.add_argument("--cache", default=None, metavar="DIR", help="activation cache folder, one entry per request inside it (so one folder serves every run, and a rerun after Ctrl-C resumes); default: $GCAV_NB_CACHE/activations, else ~/.cache/gcav_nb/activations")
         s.add_argument("--no-cache", action="store_true", help="do not cache activations")
         s.add_argument("--no-progress", action="store_true", help="hide the progress bars (shown by default)")
     return p
@@ -198,7 +198,7 @@ def validate_args(a:argparse.Namespace)->dict:
     sets = _text_sets(concepts, set_size, runs, templates, inputs, a.seed, pool)
     layers = _parse_layers(a.layers)
     out = _check_out(Path(a.out), a.overwrite)
-    cache = False if a.no_cache else Path(a.cache) if a.cache else True   # True: collect keys a folder per request (a shared folder would hold one)
+    cache = False if a.no_cache else Path(a.cache) if a.cache else True   # either folder: collect keeps one entry per request in it
     return dict(scale=scale, runs=runs, n_examples=n_ex, set_size=set_size, concepts=concepts, relative=relative, inputs=inputs,
                 pool=pool, templates=templates, sets=sets, layers=layers, out=out, cache=cache)
 
@@ -230,7 +230,7 @@ def run_settings(a:argparse.Namespace, # parsed arguments
                 inputs=a.inputs_file or f"held-out examples of {next(iter(s['concepts']))!r}", n_inputs=len(s["inputs"]),
                 target=target.name, target_token=a.target, foil=a.foil or None,
                 templates=a.templates, n_templates=len(s["templates"] or []), prepend_bos=default_prepend_bos(model),
-                layers=hooks, cache=None if s["cache"] is False else f"{cache_dir('activations', create=False)}/<one folder per request>" if s["cache"] is True else str(s["cache"]))
+                layers=hooks, cache=None if s["cache"] is False else f"{cache_dir('activations', create=False) if s['cache'] is True else s['cache']}/<one folder per request>")
 
 def format_header(st:dict)->str:
     "The run header: every effective setting on a few lines."

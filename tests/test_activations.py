@@ -14,6 +14,12 @@ TEXTS = ["Hi", "The soup was cold and the staff rude.", "Great place!", "A much 
 @pytest.fixture(scope="module")
 def model(): return load_model("tiny-llama")
 
+def _entry(cache)->"Path":
+    "The one request entry inside a cache folder (`<cache>/<model>-<key hash>/`)."
+    got = [p for p in cache.iterdir() if p.is_dir()]
+    assert len(got) == 1, got
+    return got[0]
+
 def _n_hooks(model): return sum(len(getattr(h, "fwd_hooks", [])) for h in model.hook_dict.values())
 
 def _alone(model, hooks, pooling):
@@ -79,14 +85,14 @@ def test_resume_after_interruption(model, tmp_path):
     with pytest.raises(_Boom):
         with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", bomb)]):
             collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
-    assert len(list((tmp_path/"c"/"partial").glob("batch_*.safetensors"))) == 2
+    assert len(list((_entry(tmp_path/"c")/"partial").glob("batch_*.safetensors"))) == 2
     assert _n_hooks(model) == 0
     calls["n"] = -100  # no more bombs; count forwards of the resumed run
     with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", bomb)]):
         got = collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
     assert calls["n"] == -100 + 2    # only the 2 unfinished batches ran
     assert all(torch.equal(got[k], ref[k]) for k in ref)
-    assert (tmp_path/"c"/"acts.safetensors").exists() and not (tmp_path/"c"/"partial").exists()
+    assert (_entry(tmp_path/"c")/"acts.safetensors").exists() and not (_entry(tmp_path/"c")/"partial").exists()
 
 def test_cache_hit(model, tmp_path):
     a = collect(model, TEXTS, "blocks.*.hook_resid_post", cache=tmp_path/"c", progress=False)
@@ -102,32 +108,55 @@ def test_cache_true_uses_cache_dir(model, tmp_path, monkeypatch):
 
 def test_truncated_cache_is_rebuilt(model, tmp_path):
     a = collect(model, TEXTS, "blocks.*.hook_resid_post", cache=tmp_path/"c", progress=False)
-    f = tmp_path/"c"/"acts.safetensors"; f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    f = _entry(tmp_path/"c")/"acts.safetensors"; f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     with pytest.warns(UserWarning, match="cannot be read"):
         b = collect(model, TEXTS, "blocks.*.hook_resid_post", cache=tmp_path/"c", progress=False)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-def test_cache_from_other_model_or_data_is_rebuilt(model, tmp_path):
-    other = load_model("tiny-gpt2")
+def _forwards(model, fn):
+    "Run `fn()` and count the forward passes it makes (calls of the first block's input hook)."
+    n = []
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda t, hook: n.append(1))]): out = fn()
+    return out, len(n)
+
+def test_one_cache_folder_keeps_every_request(model, tmp_path):
+    "Requests for other data, hooks, models or BOS in one explicit folder each keep their entry; a rerun makes 0 forwards."
+    other, hook = load_model("tiny-gpt2"), "blocks.0.hook_resid_post"
+    runs = [lambda: collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False),
+            lambda: collect(model, TEXTS[:5], hook, cache=tmp_path/"c", progress=False),
+            lambda: collect(model, TEXTS, "blocks.*.hook_resid_post", cache=tmp_path/"c", progress=False),
+            lambda: collect(model, TEXTS, hook, prepend_bos=True, cache=tmp_path/"c", progress=False),
+            lambda: collect(other, TEXTS, hook, cache=tmp_path/"c", progress=False)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # no request replaces (or warns about) another
+        first = [f() for f in runs]
+        assert len(list((tmp_path/"c").glob("*/acts.safetensors"))) == len(runs)
+        for f, a in zip(runs, first):
+            got, n = _forwards(model, f)
+            assert n == 0 and all(torch.equal(got[k], a[k]) for k in a)
+    assert torch.allclose(first[4][hook], collect(other, TEXTS, hook, progress=False)[hook])
+
+def test_entry_with_another_requests_key_is_rebuilt(model, tmp_path):
+    "A finished file copied into another request's entry (its key says so) is not used: rebuilt with a warning."
     hook = "blocks.0.hook_resid_post"
-    collect(other, TEXTS, hook, cache=tmp_path/"c", progress=False)
+    collect(load_model("tiny-gpt2"), TEXTS, hook, cache=tmp_path/"g", progress=False)
+    collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False)
+    (_entry(tmp_path/"c")/"acts.safetensors").write_bytes((_entry(tmp_path/"g")/"acts.safetensors").read_bytes())
     with pytest.warns(UserWarning, match="model: cached 'tiny-gpt2', requested 'tiny-llama'"):
         got = collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False)
     assert torch.allclose(got[hook], collect(model, TEXTS, hook, progress=False)[hook])
-    with pytest.warns(UserWarning, match="data: cached"):
-        collect(model, TEXTS[:5], hook, cache=tmp_path/"c", progress=False)
 
-def test_same_name_other_weights_is_rebuilt(model, tmp_path):
-    "Two models with the same registry name but other weights do not share a cache."
+def test_same_name_other_weights_gets_its_own_entry(model, tmp_path):
+    "Two models with the same registry name but other weights do not share a cache entry."
     hook = "blocks.0.hook_resid_post"
-    collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False)
+    a = collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False)
     p = next(model.parameters())
     with torch.no_grad(): p.add_(1.0)
-    try:
-        with pytest.warns(UserWarning, match="weights"):
-            collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False)
+    try: b, n = _forwards(model, lambda: collect(model, TEXTS, hook, cache=tmp_path/"c", progress=False))
     finally:
         with torch.no_grad(): p.sub_(1.0)
+    assert n == 1 and not torch.equal(a[hook], b[hook])
+    assert len(list((tmp_path/"c").glob("*/acts.safetensors"))) == 2
 
 def _interrupted_collect(model, cache)->str:
     "Run a cached `collect` (batch 2) that dies in its third batch, leaving two finished batches; returns its hooks."
@@ -142,7 +171,7 @@ def _interrupted_collect(model, cache)->str:
 
 def test_corrupt_partial_batch_is_recomputed(model, tmp_path):
     hooks = _interrupted_collect(model, tmp_path/"c")
-    f = tmp_path/"c"/"partial"/"batch_00001.safetensors"; f.write_bytes(b"garbage")
+    f = _entry(tmp_path/"c")/"partial"/"batch_00001.safetensors"; f.write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="recomputing"):
         got = collect(model, TEXTS, hooks, batch_size=2, cache=tmp_path/"c", progress=False)
     ref = collect(model, TEXTS, hooks, batch_size=2, progress=False)
@@ -221,7 +250,7 @@ def _corrupt_values(f, fill):
 def test_corrupted_cache_values_are_detected_and_rebuilt(model, tmp_path, fill):
     hooks = "blocks.*.hook_resid_post"
     ref = collect(model, TEXTS, hooks, cache=tmp_path/"c", progress=False)
-    _corrupt_values(tmp_path/"c"/"acts.safetensors", fill)
+    _corrupt_values(_entry(tmp_path/"c")/"acts.safetensors", fill)
     with pytest.warns(UserWarning, match="checksum"):
         got = collect(model, TEXTS, hooks, cache=tmp_path/"c", progress=False)
     assert all(torch.equal(got[k], ref[k]) for k in ref)
@@ -229,7 +258,7 @@ def test_corrupted_cache_values_are_detected_and_rebuilt(model, tmp_path, fill):
 def test_corrupted_partial_batch_redone_others_kept(model, tmp_path):
     "A finished batch whose values were zeroed is redone; the other finished batches are read, not recomputed."
     hooks = _interrupted_collect(model, tmp_path/"c")
-    _corrupt_values(tmp_path/"c"/"partial"/"batch_00000.safetensors", 0x00)
+    _corrupt_values(_entry(tmp_path/"c")/"partial"/"batch_00000.safetensors", 0x00)
     def count(t, hook): count.n += 1
     count.n = 0
     with pytest.warns(UserWarning, match="checksum"), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", count)]):
@@ -249,15 +278,15 @@ def test_cache_files_follow_umask(model, tmp_path):
     old = os.umask(0o022)
     try: collect(model, TEXTS, "blocks.0.hook_resid_post", cache=tmp_path/"c", progress=False)
     finally: os.umask(old)
-    assert (tmp_path/"c"/"acts.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (_entry(tmp_path/"c")/"acts.safetensors").stat().st_mode & 0o777 == 0o644
 
 # ---- BOS
 def test_prepend_bos_is_recorded_and_keys_the_cache(model, tmp_path):
     hook = "blocks.0.hook_resid_post"
     a = collect(model, TEXTS, hook, prepend_bos=True, cache=tmp_path/"c", progress=False)
-    with pytest.warns(UserWarning, match="prepend_bos: cached True, requested False"):
-        b = collect(model, TEXTS, hook, prepend_bos=False, cache=tmp_path/"c", progress=False)
+    b, n = _forwards(model, lambda: collect(model, TEXTS, hook, prepend_bos=False, cache=tmp_path/"c", progress=False))
     assert a.meta["prepend_bos"] is True and b.meta["prepend_bos"] is False
+    assert n == 1 and not torch.equal(a[hook], b[hook])   # its own entry, computed, not the BOS=True one read back
     assert not torch.allclose(a[hook], b[hook])
     with pytest.raises(TypeError, match="prepend_bos"): collect(model, TEXTS, hook, prepend_bos="yes", progress=False)
 

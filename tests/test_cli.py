@@ -169,3 +169,17 @@ def test_default_cache_keeps_every_request(tmp_path, monkeypatch):
     run(["tcav", *TINY[:4], "--concepts", "praise,complaint", "--no-progress", "--out", str(tmp_path / "b")])
     kept = sorted((tmp_path / "cache" / "activations").rglob("acts.safetensors"))
     assert len(kept) == 2, kept
+
+def test_explicit_cache_folder_keeps_every_request(tmp_path, monkeypatch):
+    "Two runs on different data into one --cache DIR each keep their activations; rerunning both collects nothing."
+    import gcav_nb.activations as A
+    forwards, real = [], A._forward_batch
+    monkeypatch.setattr(A, "_forward_batch", lambda *a, **k: forwards.append(1) or real(*a, **k))
+    cache = ["--cache", str(tmp_path / "cache")]
+    runs = [["tcav", *TINY, *cache], ["tcav", *TINY[:4], "--concepts", "praise,complaint", "--no-progress", *cache]]
+    for i, args in enumerate(runs): run([*args, "--out", str(tmp_path / f"first{i}")])
+    kept = sorted((tmp_path / "cache").glob("*/acts.safetensors"))
+    assert len(kept) >= 2 and forwards, kept
+    forwards.clear()
+    for i, args in enumerate(runs): run([*args, "--out", str(tmp_path / f"again{i}")])
+    assert forwards == [] and sorted((tmp_path / "cache").glob("*/acts.safetensors")) == kept
