@@ -1,6 +1,7 @@
 """gcav_nb.steering.core: the bad-input matrix (every error before any forward pass), the model restored after errors
 raised inside `generate`, and interventions that compose."""
 import math
+import numpy as np
 import pytest
 import torch
 from gcav_nb.config import GcavInputError, UnknownNameError
@@ -90,3 +91,78 @@ def test_saved_vectors_round_trip_with_provenance(model, tmp_path):
         o, b = vs[k][H1], back[k]
         assert torch.allclose(o.direction * o.norm, b.direction * b.norm, atol=1e-5)
         assert (b.hook, b.classifier, b.model, b.concept) == (o.hook, o.classifier, o.model, o.concept)
+
+POS = ["What a lovely day, I adore it.", "Great food and kind staff.", "Wonderful, thank you so much!", "I love this little shop."]
+NEG = ["What an awful day, I hate it.", "Terrible food and rude staff.", "Dreadful, never again.", "I loathe this grim shop."]
+
+def test_steering_vectors_library_parity(model):
+    """steering-vectors 0.12.2 (installed with `pip install --no-deps`: its metadata pins transformers<5) on the HF model inside
+    the Bridge: its mean and PCA aggregators give our mean_diff and pca vectors, and its steered logits equal ours.
+    Skipped only where the library is absent; un-skip when tools/install.sh installs it (asked of the lead)."""
+    svl = pytest.importorskip("steering_vectors", reason="steering-vectors not installed: pip install --no-deps steering-vectors==0.12.2")
+    from gcav_nb.steering.core import from_layers
+    H = layer_hooks(model)
+    ours = contrast_vectors(model, POS, NEG, H, methods=("mean_diff", "pca"), prepend_bos=True, progress=False)   # the library tokenizes with BOS
+    for meth, agg in (("mean_diff", svl.mean_aggregator()), ("pca", svl.pca_aggregator())):
+        lib = svl.train_steering_vector(model.original_model, model.tokenizer, list(zip(POS, NEG)), layers=list(range(len(H))), aggregator=agg, batch_size=2)
+        got = from_layers(model, lib.layer_activations, source="steering-vectors")
+        for h in H:
+            want = ours[meth][h].direction * (ours[meth][h].norm if meth == "mean_diff" else 1.0)
+            torch.testing.assert_close(got[h].direction * got[h].norm, want, rtol=1e-5, atol=1e-6)
+    ids = model.tokenizer(["The weather today is"], return_tensors="pt")["input_ids"]
+    with torch.no_grad(), lib.apply(model.original_model, multiplier=3.0): theirs = model.original_model(ids).logits
+    with torch.no_grad(), steer(*[add(model, got[h], 3.0 * got[h].norm) for h in H]): mine = model(ids)
+    with torch.no_grad(): clean = model(ids)
+    assert float((mine - clean).abs().max()) > 1e-3                       # the steering does something ...
+    torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)        # ... and the same thing
+
+def test_repeng_style_plain_arrays_load_and_steer(model, tmp_path):
+    """repeng 0.4.0 cannot be installed here (it uses np.float_, removed in NumPy 2); its ControlVector.directions is a dict of
+    numpy arrays keyed by block index, negative from the end. Those load through from_layers at the right hooks and steer
+    as `coeff x direction`; as a plain safetensors file they load through load_vectors."""
+    from gcav_nb.steering.core import from_layers
+    from safetensors.torch import save_file
+    d = model.cfg.d_model; g = np.random.default_rng(0)
+    dirs = {-1: g.standard_normal(d).astype(np.float32), -3: g.standard_normal(d)}    # float32 and float64, as numpy gives them
+    vs = from_layers(model, dirs, source="repeng")
+    assert list(vs) == ["blocks.3.hook_resid_post", "blocks.1.hook_resid_post"] and {v.classifier for v in vs.values()} == {"repeng"}
+    torch.testing.assert_close(vs["blocks.3.hook_resid_post"].direction * vs["blocks.3.hook_resid_post"].norm, torch.from_numpy(dirs[-1]))
+    ids = model.tokenizer(["The weather today is"], return_tensors="pt")["input_ids"]
+    def by_hand(a, hook): return a + 2.0 * torch.from_numpy(dirs[-1])            # what repeng's set_control(v, 2.0) adds at block 3
+    with torch.no_grad():
+        with add(model, vs["blocks.3.hook_resid_post"], 2.0 * vs["blocks.3.hook_resid_post"].norm): mine = model(ids)
+        with model.hooks(fwd_hooks=[("blocks.3.hook_resid_post", by_hand)]): ref = model(ids)
+    torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5)
+    save_file({"3": torch.from_numpy(dirs[-1])}, str(tmp_path/"plain.safetensors"))
+    assert load_vectors(tmp_path/"plain.safetensors")["3"].hook == "blocks.3.hook_resid_post"
+    for bad, msg in (({7: torch.ones(d)}, "does not exist"), ({1: torch.ones(d + 1)}, "width"), ({0: torch.ones(d), -4: torch.ones(d)}, "second time"), ({}, "non-empty")):
+        with pytest.raises(GcavInputError, match=msg): from_layers(model, bad)
+
+def test_steering_explorer_callbacks_headless(model):
+    "Setting each widget's value updates the selection, the generations and the cost; a plain select moves the widgets; the model is restored."
+    from gcav_nb.steering.core import SteeringExplorer, Reference, cost as cost_
+    from gcav_nb.store import token_blocks
+    H = layer_hooks(model)
+    vs = contrast_vectors(model, POS, NEG, H, methods=("mean_diff", "pca"), progress=False)
+    ref = Reference(model, torch.stack(list(token_blocks(model, "brown", ctx=16, n_tokens=2 * 16, seed=0))))
+    prompts = ["The weather today is", "My favourite food is"]
+    sx = SteeringExplorer(model, {**vs, "random": {h: random_like(vs["mean_diff"][h], seed=1) for h in H}}, prompts, ref, mults=(-40, 0, 1, 40), max_new_tokens=4)
+    clean = generate(model, prompts, max_new_tokens=4, progress=False)
+    w = sx.widgets
+    assert sx.table.unsteered.tolist() == clean and (w["vector"].value, w["hook"].value, w["mult"].value) == ("mean_diff", H[0], 1.0)
+    w["mult"].value = 0.0
+    assert sx.table.iloc[:, 2].tolist() == clean and abs(sx.cost.kl) < 1e-9
+    w["hook"].value = H[3]; w["mult"].value = 40.0
+    v = vs["mean_diff"][H[3]]
+    with add(model, v, 40.0 * v.norm): steered = generate(model, prompts, max_new_tokens=4, progress=False)
+    assert sx.table.iloc[:, 2].tolist() == steered and sx.cost.hook == H[3]
+    assert abs(sx.cost.kl - cost_(ref, [add(model, v, 40.0 * v.norm)])["kl"]) < 1e-6 and sx.cost.kl > 0
+    w["vector"].value = "pca"
+    assert (sx.vector, sx.hook) == ("pca", H[3]) and sx.cost.scale == pytest.approx(40.0 * vs["pca"][H[3]].norm)
+    sx.select(vector="random", mult=-40.0)
+    assert (w["vector"].value, w["mult"].value) == ("random", -40.0) and len(w["table"].outputs) == len(w["cost"].outputs) == 1
+    assert all(len(model.hook_dict[h].fwd_hooks) == 0 for h in H)
+    with pytest.raises(UnknownNameError, match="has no hook"): sx.select(hook="blocks.9.hook_resid_post")
+    with pytest.raises(GcavInputError, match="not offered"): sx.select(mult=2.0)
+    with pytest.raises(TypeError, match="not ConceptVectors"): SteeringExplorer(model, {"x": {H[0]: torch.ones(3)}}, prompts)
+    with pytest.raises(GcavInputError, match="prompts"): SteeringExplorer(model, vs, [])

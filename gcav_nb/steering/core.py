@@ -15,17 +15,20 @@ from jaxtyping import Float
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from ..config import GcavInputError, UnknownNameError, all_finite, atomic_write
 from ..models import resolve_hooks, tokenize, token_id
 from ..data import check_sets
 from ..activations import collect_sets
 from ..cav import ConceptVector, fit_cavs
 from ..metrics import kl_divergence, entropy
+from ..generation import generate
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'POSITIONS', 'STEERING_FORMAT', 'pca_direction', 'contrast_vectors', 'as_vector', 'random_like',
            'hook_width', 'one_hook', 'Intervention', 'add', 'project_out', 'set_neurons', 'steer', 'fwd_hooks',
-           'choice_probs', 'Reference', 'cost', 'sweep', 'plot_sweep', 'save_vectors', 'load_vectors']
+           'choice_probs', 'Reference', 'cost', 'sweep', 'plot_sweep', 'save_vectors', 'load_vectors', 'from_layers',
+           'SteeringExplorer']
 
 # %% ../../nbs/1_steering/10_core.ipynb #c23df2b5
 def pca_direction(pos:Float[Tensor, "n d"], # activations of the positive examples
@@ -362,6 +365,124 @@ def load_vectors(path:str|Path, # a file from `save_vectors`, or any safetensors
         meta = {f: val for f, val in info[k].items() if val is not None}
         out[k] = ConceptVector(v.direction, **{**meta, "norm": v.norm})
     return out
+
+# %% ../../nbs/1_steering/10_core.ipynb #d7c99b97
+def from_layers(model, # the model the vectors are for (its number of blocks and width are checked)
+                vectors:Mapping, # block index -> [d] vector (Tensor or numpy array); negative indices count from the end
+                source:str="tensor", # where they come from (kept in `classifier`), e.g. "steering-vectors", "repeng"
+                concept:str="tensor", # what they point toward
+               )->dict[str, ConceptVector]: # hook -> vector, in the order given
+    "Per-block vectors as other libraries give them (`{layer: tensor}`) as ConceptVectors at `blocks.{l}.hook_resid_post`."
+    if not isinstance(vectors, Mapping) or not vectors: raise GcavInputError(f"vectors must be a non-empty mapping layer -> vector, got {type(vectors).__name__}")
+    n, out = model.cfg.n_layers, {}
+    for k, x in vectors.items():
+        if isinstance(k, bool) or not (isinstance(k, (int, np.integer)) or (isinstance(k, str) and k.lstrip("-").isdigit())):
+            raise GcavInputError(f"layer keys must be block indices (ints), got {k!r}")
+        if not -n <= int(k) < n: raise GcavInputError(f"layer {k} does not exist: the model has {n} blocks (0..{n - 1}, or -{n}..-1 from the end)")
+        h = f"blocks.{int(k) % n}.hook_resid_post"
+        if h in out: raise GcavInputError(f"layer {k} names block {int(k) % n} a second time")
+        if isinstance(x, np.ndarray): x = torch.from_numpy(np.ascontiguousarray(x))
+        out[h] = as_vector(x, h, concept=concept, source=source, model=str(getattr(model, "gcav_name", "unknown")))
+        if out[h].d != model.cfg.d_model: raise GcavInputError(f"the vector for layer {k} has width {out[h].d}; {h} has width {model.cfg.d_model}")
+    return out
+
+# %% ../../nbs/1_steering/10_core.ipynb #cef490ad
+class SteeringExplorer:
+    "Pick a vector, a layer and a multiplier; see unsteered and steered generations side by side and the KL the steering costs."
+    def __init__(self, model, # a language model
+                 vectors:Mapping[str, Mapping[str, ConceptVector]], # label -> hook -> vector (`contrast_vectors`' output, plus controls)
+                 prompts:Sequence[str], # prompts to continue
+                 ref:Reference|None=None, # held-out text for the cost (None: no cost columns)
+                 mults:Sequence[float]=(-4, -2, -1, 0, 1, 2, 4), # multipliers of the vector's own length offered
+                 max_new_tokens:int=20, # tokens generated per prompt
+                 positions:str="all", # where the vector is added ("all", "prompt", "generated")
+                ):
+        if not isinstance(vectors, Mapping) or not vectors: raise GcavInputError("vectors must be a non-empty mapping label -> {hook: ConceptVector}")
+        for k, hv in vectors.items():
+            if not isinstance(hv, Mapping) or not hv: raise GcavInputError(f"vectors[{k!r}] must be a non-empty mapping hook -> ConceptVector, got {type(hv).__name__}")
+            if bad := [h for h, v in hv.items() if not isinstance(v, ConceptVector)][:3]: raise TypeError(f"vectors[{k!r}] at {bad} are not ConceptVectors")
+        if isinstance(prompts, str) or not prompts: raise GcavInputError(f"prompts must be a non-empty list of strings, got {prompts!r}")
+        if isinstance(mults, (str, bytes)) or not mults: raise GcavInputError(f"mults must list at least one multiplier, got {mults!r}")
+        if positions not in POSITIONS: raise GcavInputError(f"positions={positions!r}; expected one of {POSITIONS}")
+        self.mults = [_check_scale(m) for m in mults]
+        self.model, self.vectors, self.prompts, self.ref, self.max_new_tokens, self.positions = model, dict(vectors), list(prompts), ref, max_new_tokens, positions
+        self.vector = next(iter(self.vectors)); self.hook = next(iter(self.vectors[self.vector]))
+        self.mult = 1.0 if 1.0 in self.mults else self.mults[0]
+        self.unsteered = generate(model, self.prompts, max_new_tokens, progress=False)
+        self._widgets = None; self.update()
+
+    @property
+    def hooks(self)->list[str]: return list(self.vectors[self.vector])
+    def intervention(self)->Intervention:
+        "The current selection as an `add` intervention."
+        v = self.vectors[self.vector][self.hook]; return add(self.model, v, self.mult * v.norm, positions=self.positions)
+
+    def update(self):
+        "Generate with the current selection; refresh `table` and `cost`."
+        iv = self.intervention()
+        with iv: steered = generate(self.model, self.prompts, self.max_new_tokens, progress=False)
+        self.table = pd.DataFrame({"prompt": self.prompts, "unsteered": self.unsteered, f"{self.vector} @ {self.hook}, m={self.mult:g}": steered})
+        v = self.vectors[self.vector][self.hook]
+        self.cost = pd.Series(dict(vector=self.vector, hook=self.hook, mult=self.mult, scale=self.mult * v.norm, **(cost(self.ref, [iv]) if self.ref else {})), name="steering")
+        return self
+
+# %% ../../nbs/1_steering/10_core.ipynb #48f103e5
+@patch
+def select(self:SteeringExplorer, vector:str|None=None, # a label of `vectors`
+           hook:str|None=None, # one of that vector's hooks
+           mult:float|None=None, # one of `mults`
+          ):
+    "Change any part of the selection and update (and the widgets, when shown)."
+    if vector is not None:
+        if vector not in self.vectors: raise UnknownNameError(f"unknown vector {vector!r}; known: {list(self.vectors)[:10]}")
+        self.vector = vector
+        if self.hook not in self.vectors[vector]: self.hook = next(iter(self.vectors[vector]))
+    if hook is not None:
+        if hook not in self.vectors[self.vector]: raise UnknownNameError(f"vector {self.vector!r} has no hook {hook!r}; it has {self.hooks[:10]}")
+        self.hook = hook
+    if mult is not None:
+        m = _check_scale(mult)
+        if m not in self.mults: raise GcavInputError(f"multiplier {m:g} is not offered; mults = {self.mults}")
+        self.mult = m
+    self.update()
+    if self._widgets is not None: self._render()
+    return self
+
+# %% ../../nbs/1_steering/10_core.ipynb #09ece281
+@patch(as_prop=True)
+def widgets(self:SteeringExplorer):
+    "The explorer's widgets by name (vector, hook, mult, table, cost), built on first use."
+    if self._widgets is not None: return self._widgets
+    try: import ipywidgets as W
+    except ImportError as e: raise ImportError("the steering explorer needs ipywidgets: pip install ipywidgets") from e
+    w = dict(vector=W.Dropdown(options=list(self.vectors), value=self.vector, description="vector"),
+             hook=W.Dropdown(options=self.hooks, value=self.hook, description="layer"),
+             mult=W.SelectionSlider(options=self.mults, value=self.mult, description="multiplier"),
+             table=W.Output(), cost=W.Output())
+    self._widgets, self._syncing = w, False
+    def on(key):
+        def cb(change):
+            if not self._syncing: self.select(**{key: change["new"]})    # not while _render mirrors the state
+        return cb
+    for k in ("vector", "hook", "mult"): w[k].observe(on(k), names="value")
+    self._render()
+    return w
+
+@patch
+def _render(self:SteeringExplorer):
+    "Mirror the state into the widgets and show the table and the cost."
+    w = self._widgets; self._syncing = True
+    try: w["vector"].value = self.vector; w["hook"].options = self.hooks; w["hook"].value = self.hook; w["mult"].value = self.mult
+    finally: self._syncing = False
+    for key in ("table", "cost"):
+        w[key].outputs = (); w[key].append_display_data(getattr(self, key))
+
+@patch
+def _ipython_display_(self:SteeringExplorer):
+    import ipywidgets as W
+    from IPython.display import display
+    w = self.widgets
+    display(W.VBox([W.HBox([w["vector"], w["hook"], w["mult"]]), w["table"], w["cost"]]))
 
 # %% ../../nbs/1_steering/10_core.ipynb #42fa64e5
 from ..config import document_params
