@@ -19,6 +19,7 @@ from jaxtyping import Float
 from scipy import stats
 from tqdm.auto import tqdm
 from fastcore.basics import patch
+from fastcore.meta import delegates
 from .config import GcavInputError, UnknownNameError, all_finite
 from .models import tokenize, token_id, wrap_module, resolve_hooks, default_prepend_bos
 from .data import check_sets
@@ -853,30 +854,12 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
                        random_names=rnames, acts=acts, meta=meta, seed=seed, progress=progress)
 
 # %% ../nbs/04_tcav.ipynb #fb5937d6
-def tcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Module (wrapped for you)
-         inputs, # the inputs X_k: texts / ConceptSet, or a tensor [n, ...]
-         concepts, # dict name -> examples (texts, ConceptSet, tensor) or a list of ConceptSets; None with `cavs`
-         random_sets, # list (or dict) of >= 2 random example sets; None with `random_cavs`
-         hooks, # hook names, glob or predicate
-         target, # `Target`, token str, class int or callable out [batch, n_out] -> [batch]
-         relative:list|None=None, # [(concept, counter-concept)]: relative CAVs instead of concept-vs-random
-         pooling="last", # how text activations and gradients are pooled ("last", "mean")
-         classifier:str="logistic", # CAV classifier ("logistic" or "mean_diff", see `fit_cavs`)
-         C:float=1.0, # inverse L2 strength of the logistic CAVs
-         test:str="ttest", # significance test (see `tcav_pvalues`)
-         correction:str="bonferroni", # multiple-comparison correction (see `correct_pvalues`)
-         alpha:float=0.05, # significance level
-         cavs:CAVSet|None=None, # precomputed concept CAVs (skips concept activations and fitting)
-         random_cavs:CAVSet|None=None, # precomputed random-vs-random CAVs
-         batch_size:int=32, # examples per forward (and forward+backward) pass
-         seed:int=0, # CAV train/test split seed
-         prepend_bos:bool|None=None, # texts: prepend BOS (None: what the model's own tokenizer does)
-         progress:bool=True, # progress bars
+@delegates(run_concepts, but=["methods"])
+def tcav(model, inputs, concepts, random_sets, hooks, target, # as in `run_concepts`
+         **kwargs, # every other argument of `run_concepts` but `methods` (relative, pooling, test, cavs, batch_size, cache, ...)
         )->ConceptResult:
     "TCAV for every layer x concept x run against its random null, with tests: `run_concepts` with plain TCAV."
-    return run_concepts(model, inputs, concepts, random_sets, hooks, target, methods=[CAVMethod()], relative=relative, pooling=pooling,
-                        classifier=classifier, C=C, test=test, correction=correction, alpha=alpha, cavs=cavs, random_cavs=random_cavs,
-                        batch_size=batch_size, seed=seed, prepend_bos=prepend_bos, progress=progress)
+    return run_concepts(model, inputs, concepts, random_sets, hooks, target, methods=[CAVMethod()], **kwargs)
 
 # %% ../nbs/04_tcav.ipynb #7dd5f96c
 from .config import document_params

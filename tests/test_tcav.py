@@ -332,3 +332,18 @@ def test_cache_makes_a_rerun_reuse_activations(tmp_path):
     calls = []; h = m.register_forward_pre_hook(lambda mod, inp: calls.append(len(inp[0])))
     again = T.run_concepts(m, x, conc, rnd, "conv1", 0, progress=False, cache=tmp_path); h.remove()
     assert sum(calls) == len(x) and torch.equal(again.scores["TCAV"], first.scores["TCAV"])   # only the inputs' forward+backward ran
+
+
+def test_tcav_takes_every_run_concepts_argument(tmp_path):
+    "tcav is run_concepts with plain TCAV: same arguments (methods aside) and defaults; cache= reaches collect (tcav once lacked it)."
+    import inspect
+    from gcav_nb.models import load_model
+    want = {k: p.default for k, p in inspect.signature(T.run_concepts).parameters.items() if k != "methods"}
+    assert {k: p.default for k, p in inspect.signature(T.tcav).parameters.items()} == want
+    assert all(f"\n    {k}" in T.tcav.__doc__ for k in want)                 # help(tcav) lists every parameter
+    m = load_model("tiny-cnn", device="cpu"); g = torch.Generator().manual_seed(2)
+    x = torch.rand(6, 3, 32, 32, generator=g); conc = {"a": torch.rand(6, 3, 32, 32, generator=g)}
+    rnd = [torch.rand(6, 3, 32, 32, generator=g) + i for i in range(3)]
+    r = T.tcav(m, x, conc, rnd, "conv1", 0, progress=False, cache=tmp_path, seed=4)
+    assert any(tmp_path.rglob("*.safetensors")) and r.methods == ["TCAV"] and r.meta["seed"] == 4
+    with pytest.raises(TypeError, match="methods"): T.tcav(m, x, conc, rnd, "conv1", 0, methods=[T.CAVMethod()])
