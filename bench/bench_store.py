@@ -1,5 +1,6 @@
 """Benchmark: `gcav_nb.store.ActivationStore.build` (token streaming, one forward per batch stopped after the last
-hook, shard buffers, safetensors shards with sha256 per tensor, manifest) vs a bare forward over the same blocks.
+hook, each batch's rows hashed and written in place into safetensors shards by a writer thread while the next batch
+runs, a CRC-32 per tensor, manifest) vs a bare forward over the same blocks.
 
 1. Throughput: `store_over_forward` = bare time / store time over the same tokens (> 1 would be faster; goal >= 0.9).
    The bare reference streams the same `token_blocks` and runs the same batches, stopped after the same last hook

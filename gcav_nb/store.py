@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_store.ipynb #d36c1d82
 from __future__ import annotations
-import hashlib, itertools, json, random, warnings
+import hashlib, itertools, json, math, os, random, warnings, zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -13,14 +13,13 @@ from torch import Tensor
 from jaxtyping import Float, Int
 from fastcore.basics import patch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from .config import GcavInputError, UnknownNameError, atomic_write
 from .models import resolve_hooks, default_prepend_bos
 from .data import text_corpus
 
 # %% auto #0
-__all__ = ['MANIFEST', 'DTYPES', 'corpus_documents', 'corpus_id', 'token_blocks', 'ActivationStore']
+__all__ = ['MANIFEST', 'STORE_FORMAT', 'DTYPES', 'corpus_documents', 'corpus_id', 'token_blocks', 'ActivationStore']
 
 # %% ../nbs/09_store.ipynb #ab06b1e5
 def corpus_documents(corpus:str|list[str], # a `text_corpus` name or a list of strings
@@ -95,6 +94,7 @@ def token_blocks(model, # a language model (TransformerBridge): its tokenizer an
 
 # %% ../nbs/09_store.ipynb #04018df5
 MANIFEST = "manifest.json"
+STORE_FORMAT = 2   # 2: CRC-32 per tensor (1: sha256)
 
 class ActivationStore:
     "A built activation store on disk: `manifest.json` and shards `shard_00000.safetensors`, ... (see `build`)."
@@ -107,6 +107,8 @@ class ActivationStore:
         if not self.manifest.get("complete"):
             raise GcavInputError(f"the store at {str(self.path)!r} is incomplete ({len(self.manifest['shards'])} shards written); "
                                  "run ActivationStore.build again with the same arguments to finish it")
+        if (fmt := self.manifest["key"].get("format")) != STORE_FORMAT:
+            raise GcavInputError(f"the store at {str(self.path)!r} has format {fmt}; this gcav_nb reads format {STORE_FORMAT}: build it again in a new folder")
         self.key = self.manifest["key"]; self.hooks = list(self.key["hooks"]); self.ctx = self.key["ctx"]
         self.shards = self.manifest["shards"]; self.d = self.manifest["d"]
 
@@ -116,15 +118,28 @@ class ActivationStore:
                 f"ctx={self.ctx}, {len(self.shards)} shards, {self.key['dtype']})")
 
 # %% ../nbs/09_store.ipynb #354dedd2
-def _sha(t:Tensor)->str:
-    "sha256 of a tensor's bytes (any dtype)."
-    return hashlib.sha256(t.contiguous().view(torch.uint8).numpy()).hexdigest()
+def _bytes(t:Tensor)->memoryview:
+    "A tensor's bytes as a flat buffer (no copy when it is contiguous)."
+    return memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy())
 
-def _write_shard(path:Path, i:int, tensors:dict[str, Tensor])->dict:
-    "Write shard `i` atomically; its manifest entry (file, blocks, sha256 per tensor)."
-    f = path/f"shard_{i:05d}.safetensors"
-    atomic_write(f, lambda p: save_file(tensors, str(p), metadata={"shard": str(i)}))   # hashed from memory, never re-read
-    return dict(file=f.name, blocks=len(tensors["tokens"]), sha256={k: _sha(v) for k, v in tensors.items()})
+def _crc(t:Tensor)->str:
+    "CRC-32 of a tensor's bytes (any dtype), as 8 hex digits."
+    return f"{zlib.crc32(_bytes(t)):08x}"
+
+_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int32: "I32"}
+
+def _header(i:int, specs:dict[str, tuple])->tuple[bytes, dict[str, int]]:
+    "A safetensors header for tensors `{name: (dtype, shape)}` laid out in that order: (its bytes, each tensor's file offset)."
+    meta, at = {"__metadata__": {"shard": str(i)}}, 0
+    for k, (dt, shape) in specs.items():
+        n = math.prod(shape) * dt.itemsize; meta[k] = dict(dtype=_ST_DTYPES[dt], shape=list(shape), data_offsets=[at, at + n]); at += n
+    h = json.dumps(meta, separators=(",", ":")).encode(); h += b" " * (-len(h) % 8)        # data starts 8-byte aligned
+    return len(h).to_bytes(8, "little") + h, {k: 8 + len(h) + v["data_offsets"][0] for k, v in meta.items() if k != "__metadata__"}
+
+def _put(fd:int, b:memoryview|bytes, at:int):
+    "Write all of `b` at file offset `at`."
+    b = memoryview(b)
+    while len(b): n = os.pwrite(fd, b, at); b, at = b[n:], at + n
 
 def _save_manifest(path:Path, key:dict, d:dict, shards:list, complete:bool):
     m = dict(key=key, d=d, shards=shards, complete=complete, n_tokens=sum(s["blocks"] for s in shards) * key["ctx"])
@@ -135,48 +150,69 @@ class _Stop(Exception):
     "Raised by the last requested hook: the rest of the forward pass is not needed."
 
 def _writers(names:list[str], state:dict):
-    "Forward hooks that copy each [batch, pos, d] activation into the shard buffers at `state['row']`."
+    "Forward hooks that copy each [batch, pos, d] activation, as rows in the store's dtype, into buffer set `state['set']` (reused)."
     def make(name):
         def fn(t, hook):
             if t.ndim != 3: raise GcavInputError(f"hook {name!r} gives shape {tuple(t.shape)}; the store keeps [batch, pos, d] activations")
-            rows = t.shape[0] * t.shape[1]; bufs = state["bufs"]
-            if name not in bufs: bufs[name] = torch.empty((state["shard_rows"], t.shape[2]), dtype=state["dtype"])
-            bufs[name][state["row"]:state["row"] + rows] = t.reshape(rows, -1)   # [batch, pos, d] -> [batch*pos, d]
-            state["fired"].add(name)
-            if len(state["fired"]) == len(names): raise _Stop()
+            rows, k = t.shape[0] * t.shape[1], (state["set"], name); buf = state["bufs"].get(k); state["d"][name] = t.shape[2]
+            if buf is None or len(buf) < rows or buf.shape[1] != t.shape[2]:
+                buf = state["bufs"][k] = torch.empty((rows, t.shape[2]), dtype=state["dtype"])
+            state["out"][name] = buf[:rows].copy_(t.reshape(rows, -1))   # [batch, pos, d] -> [batch*pos, d]
+            if len(state["out"]) == len(names): raise _Stop()
         return fn
     return [(n, make(n)) for n in names]
 
-def _forward(model, tokens:Int[Tensor, "batch ctx"], state:dict):
-    "One forward pass over a batch of blocks; every hook must fire."
-    state["fired"] = set()
+def _forward(model, tokens:Int[Tensor, "batch ctx"], state:dict)->dict[str, Tensor]:
+    "One forward pass over a batch of blocks: `{hook: [batch*ctx, d] rows}` (every hook must fire)."
+    state["out"] = {}
     try: model(tokens.to(state["device"]))
     except _Stop: pass
-    if missing := [n for n in state["names"] if n not in state["fired"]]:
+    if missing := [n for n in state["names"] if n not in state["out"]]:
         raise GcavInputError(f"hook(s) {missing} did not fire in the forward pass")
+    return {n: state["out"][n] for n in state["names"]}
 
 # %% ../nbs/09_store.ipynb #5b461b74
+def _put_rows(fd:int, out:dict[str, Tensor], at:dict[str, int], hs:dict)->None:
+    "Write one batch's rows of every hook at their file offsets, extending each hook's running CRC-32."
+    for n, x in out.items(): b = _bytes(x); hs[n] = zlib.crc32(b, hs[n]); _put(fd, b, at[n]); at[n] += len(b)
+
+def _fill_shard(p:Path, i:int, model, toks:Int[Tensor, "blocks ctx"], state:dict, batch_size:int, bar)->dict[str, str]:
+    "Run shard `i`'s blocks through `model`; a thread checksums and writes each batch into the safetensors file `p` while the next one runs."
+    rows, at, hs, jobs = toks.numel(), None, {}, [None, None]
+    with open(p, "wb") as f, ThreadPoolExecutor(1) as pool:                      # one worker: batches are written in order
+        for j, s in enumerate(range(0, len(toks), batch_size)):
+            if jobs[j % 2] is not None: jobs[j % 2].result()                     # its buffer set is free again
+            state["set"] = j % 2; out = _forward(model, toks[s:s + batch_size], state)   # {hook: [batch*ctx, d]}
+            if at is None:                                                      # widths known: header, then the tokens
+                head, at = _header(i, {"tokens": (torch.int32, tuple(toks.shape)), **{n: (x.dtype, (rows, x.shape[1])) for n, x in out.items()}})
+                hs = dict.fromkeys(at, 0); _put(f.fileno(), head, 0)
+                _put_rows(f.fileno(), {"tokens": toks.to(torch.int32)}, at, hs)
+            jobs[j % 2] = pool.submit(_put_rows, f.fileno(), out, at, hs)
+            bar.update(len(toks[s:s + batch_size]))
+        for jb in jobs:
+            if jb is not None: jb.result()
+    return {k: f"{h:08x}" for k, h in hs.items()}
+
+def _write_shard(path:Path, i:int, model, toks:Int[Tensor, "blocks ctx"], state:dict, batch_size:int, bar)->dict:
+    "Compute and write shard `i` atomically (temp file, fsync, rename); its manifest entry (file, blocks, CRC-32 per tensor)."
+    f, crc = path/f"shard_{i:05d}.safetensors", {}
+    atomic_write(f, lambda p: crc.update(_fill_shard(p, i, model, toks, state, batch_size, bar)))   # checksummed as written, never re-read
+    return dict(file=f.name, blocks=len(toks), crc32=crc)
+
 def _run_shards(model, blocks, state:dict, path:Path, key:dict, shards:list, bar, batch_size:int)->dict:
-    "Fill the shard buffers from `blocks`; each full shard is written in a thread while the next one is computed."
-    ctx, sb, d, pending, spare = key["ctx"], key["shard_blocks"], {}, None, {}
-    with ThreadPoolExecutor(1) as pool:
-        while chunk := list(itertools.islice(blocks, sb)):
-            toks = torch.stack(chunk)                                                # [blocks, ctx]
-            for s in range(0, len(toks), batch_size):
-                state["row"] = s * ctx; _forward(model, toks[s:s + batch_size], state); bar.update(len(toks[s:s + batch_size]))
-            d = {n: state["bufs"][n].shape[1] for n in state["names"]}
-            tensors = {**{n: state["bufs"][n][:len(toks) * ctx] for n in state["names"]}, "tokens": toks.to(torch.int32)}
-            if pending is not None: shards.append(pending.result()); _save_manifest(path, key, d, shards, complete=False)
-            pending = pool.submit(_write_shard, path, len(shards), tensors)
-            state["bufs"], spare = spare, state["bufs"]                              # two buffer sets, reused in turn
-        if pending is not None: shards.append(pending.result())
+    "Compute and write shard after shard from `blocks`, the manifest rewritten after each; the hooks' widths."
+    d = {}
+    while chunk := list(itertools.islice(blocks, key["shard_blocks"])):
+        shards.append(_write_shard(path, len(shards), model, torch.stack(chunk), state, batch_size, bar))   # [blocks, ctx]
+        d = {n: state["d"][n] for n in state["names"]}
+        _save_manifest(path, key, d, shards, complete=False)
     return d
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 def _store_key(model, names:list[str], cid:str, ctx:int, n_tokens:int, shard_tokens:int, dtype, bos:bool, sep:int, seed)->dict:
     "What decides a store's content: a second build with the same key resumes, with another key is refused."
-    return dict(format=1, model=str(getattr(model, "gcav_name", type(model).__name__)), revision=str(getattr(model, "gcav_revision", "unknown")),
+    return dict(format=STORE_FORMAT, model=str(getattr(model, "gcav_name", type(model).__name__)), revision=str(getattr(model, "gcav_revision", "unknown")),
                 hooks=names, ctx=ctx, prepend_bos=bos, separator=sep, corpus=cid, seed=seed, n_blocks=n_tokens // ctx,
                 shard_blocks=shard_tokens // ctx, dtype=str(dtype).removeprefix("torch."))
 
@@ -200,7 +236,7 @@ def build(cls:ActivationStore, model, # a language model (TransformerBridge)
           path:str|Path, # the store's folder (created; a build there with the same arguments resumes)
           ctx:int=128, # tokens per block
           n_tokens:int=100_000, # tokens to store (rounded down to whole blocks)
-          shard_tokens:int=65_536, # rows per shard (rounded down to whole blocks); memory is about 2 x this x sum(d) x dtype size
+          shard_tokens:int=65_536, # rows per shard (rounded down to whole blocks); memory does not depend on it (rows go to disk batch by batch)
           batch_size:int=16, # blocks per forward pass
           dtype:torch.dtype=torch.float32, # stored dtype: float32, float16 or bfloat16
           prepend_bos:bool|None=None, # blocks start with BOS (None: the model's default)
@@ -220,7 +256,7 @@ def build(cls:ActivationStore, model, # a language model (TransformerBridge)
     if complete: return cls(path)
     sb = key["shard_blocks"]; done = len(shards) * sb
     blocks = itertools.islice(_blocks(model, docs, ctx, n_tokens, bos, seed), done, None)   # written blocks: tokenized, not run
-    state = dict(names=names, bufs={}, dtype=dtype, shard_rows=sb * ctx, device=next(model.parameters()).device)
+    state = dict(names=names, bufs={}, d={}, dtype=dtype, device=next(model.parameters()).device)
     with torch.no_grad(), model.hooks(fwd_hooks=_writers(names, state)), \
          tqdm(total=key["n_blocks"], initial=done, desc=f"store {len(names)} hook(s)", unit="block", disable=not progress) as bar:
         d = _run_shards(model, blocks, state, path, key, shards, bar, batch_size) or d
@@ -233,7 +269,7 @@ def build(cls:ActivationStore, model, # a language model (TransformerBridge)
 def read(self:ActivationStore, i:int, # shard index (0 .. len(store.shards) - 1)
          name:str, # a hook of the store, or "tokens" (the [blocks, ctx] token ids)
         )->Tensor:
-    "One tensor of shard `i`, checked against its sha256 (a corrupt or missing shard is a clear error)."
+    "One tensor of shard `i`, checked against its CRC-32 (a corrupt or missing shard is a clear error)."
     if name != "tokens" and name not in self.hooks: raise UnknownNameError(f"the store has no hook {name!r}; it has {self.hooks}")
     _int("shard index", i, 0, len(self.shards) - 1)
     s = self.shards[i]; f = self.path/s["file"]
@@ -241,17 +277,21 @@ def read(self:ActivationStore, i:int, # shard index (0 .. len(store.shards) - 1)
     try:
         with safe_open(f, framework="pt") as so: t = so.get_tensor(name)
     except Exception as e: raise GcavInputError(f"cannot read {name!r} from {f} ({type(e).__name__}: {e}); {fix}") from None
-    if _sha(t) != s["sha256"][name]: raise GcavInputError(f"{f.name}: {name!r} fails its sha256 check (the file is corrupt); {fix}")
+    if _crc(t) != s["crc32"][name]: raise GcavInputError(f"{f.name}: {name!r} fails its checksum (CRC-32; the file is corrupt); {fix}")
     return t
 
 # %% ../nbs/09_store.ipynb #9e595a55
-def _stream(store:ActivationStore, hook:str, order:list[int], batch_size:int, window:int, g, with_tokens:bool):
+def _rows(x:Tensor, ctx:int, pos:slice)->Tensor:
+    "The rows of a shard tensor whose position in their block is in `pos`: [blocks*ctx, ...] -> [blocks*len(pos), ...]."
+    return x if pos == slice(None) else x.reshape(-1, ctx, *x.shape[1:])[:, pos].reshape(-1, *x.shape[1:])
+
+def _stream(store:ActivationStore, hook:str, order:list[int], batch_size:int, window:int, g, with_tokens:bool, pos:slice=slice(None)):
     "The reading loop behind `batches` (arguments already checked)."
     cx = ct = None
     for w in range(0, len(order), window):
         idx = order[w:w + window]
-        x = torch.cat([store.read(i, hook) for i in idx])                                        # [rows, d]
-        t = torch.cat([store.read(i, "tokens").reshape(-1) for i in idx]) if with_tokens else None
+        x = torch.cat([_rows(store.read(i, hook), store.ctx, pos) for i in idx])                # [rows, d]
+        t = torch.cat([_rows(store.read(i, "tokens").reshape(-1), store.ctx, pos) for i in idx]) if with_tokens else None
         if g is not None:
             p = torch.randperm(len(x), generator=g); x = x[p]; t = t[p] if with_tokens else None
         if cx is not None: x = torch.cat([cx, x]); t = torch.cat([ct, t]) if with_tokens else None
@@ -267,13 +307,17 @@ def batches(self:ActivationStore, hook:str, # one of `store.hooks`
             seed:int=0, # shuffle seed
             window:int=2, # shards mixed at a time when shuffling
             with_tokens:bool=False, # also yield each row's token id
+            positions:slice|None=None, # keep rows whose position in their block is in this slice (e.g. slice(1, None): not the first)
            )->Iterator[Float[Tensor, "batch d"]]:
     "Every stored row of `hook` once, as `[batch, d]` tensors: shuffled across `window` shards at a time, or in order."
     if hook not in self.hooks: raise UnknownNameError(f"the store has no hook {hook!r}; it has {self.hooks}")
     _int("batch_size", batch_size, 1); _int("window", window, 1)
+    pos = slice(None) if positions is None else positions
+    if not isinstance(pos, slice): raise TypeError(f"positions must be a slice over the block's {self.ctx} positions, got {type(positions).__name__}")
+    if not range(self.ctx)[pos]: raise GcavInputError(f"positions={positions} keeps none of the {self.ctx} positions of a block")
     g = torch.Generator().manual_seed(seed) if shuffle else None
     order = torch.randperm(len(self.shards), generator=g).tolist() if shuffle else list(range(len(self.shards)))
-    return _stream(self, hook, order, batch_size, window if shuffle else 1, g, with_tokens)
+    return _stream(self, hook, order, batch_size, window if shuffle else 1, g, with_tokens, pos)
 
 # %% ../nbs/09_store.ipynb #04db2f52
 from .config import document_params

@@ -78,16 +78,16 @@ def test_store_matches_the_model(model, built):
 def test_killed_build_resumes_and_matches(model, corpus, built, tmp_path, monkeypatch):
     "A build interrupted after 2 of 4 shards resumes: only shards 2-3 are computed, and the result equals an uninterrupted build."
     real, calls = store._write_shard, []
-    def killed(path, i, tensors):
+    def killed(path, i, *a):
         if i == 2: raise KeyboardInterrupt
-        calls.append(i); return real(path, i, tensors)
+        calls.append(i); return real(path, i, *a)
     monkeypatch.setattr(store, "_write_shard", killed)
     with pytest.raises(KeyboardInterrupt): ActivationStore.build(model, corpus, HOOKS, tmp_path/"s", **KW)
     with pytest.raises(GcavInputError, match="incomplete"): ActivationStore(tmp_path/"s")
     forwards = []
     real_fwd = store._forward
-    monkeypatch.setattr(store, "_forward", lambda m, t, s: (forwards.append(len(t)), real_fwd(m, t, s)))
-    monkeypatch.setattr(store, "_write_shard", lambda path, i, tensors: (calls.append(i), real(path, i, tensors))[1])
+    monkeypatch.setattr(store, "_forward", lambda m, t, s: (forwards.append(len(t)), real_fwd(m, t, s))[1])
+    monkeypatch.setattr(store, "_write_shard", lambda path, i, *a: (calls.append(i), real(path, i, *a))[1])
     st = ActivationStore.build(model, corpus, HOOKS, tmp_path/"s", **KW)
     assert calls == [0, 1, 2, 3] and sum(forwards) == 2 * 512 // 32      # blocks of shards 2 and 3 only
     assert st.shards == built.shards
@@ -102,15 +102,15 @@ def test_other_settings_at_the_same_path_are_refused(model, corpus, built):
     with pytest.raises(GcavInputError, match=r"'n_blocks': \(64, 32\)"): ActivationStore.build(model, corpus, HOOKS, built.path, **(KW | dict(n_tokens=1024)))
 
 def test_corrupted_shard_fails_on_read(model, corpus, tmp_path):
-    "Zeroed values with the header intact: a clear sha256 error naming the shard and tensor; other shards still read."
+    "Zeroed values with the header intact: a clear checksum error naming the shard and tensor; other shards still read."
     st = ActivationStore.build(model, corpus, HOOKS, tmp_path/"s", **KW)
     f = st.path/st.shards[3]["file"]; raw = bytearray(f.read_bytes())
     n = int.from_bytes(raw[:8], "little"); lo, hi = json.loads(raw[8:8 + n])[HOOKS[1]]["data_offsets"]
     raw[8 + n + lo:8 + n + hi] = bytes(hi - lo); f.write_bytes(bytes(raw))
     st = ActivationStore(st.path)
     assert st.read(3, HOOKS[0]).shape == (512, 64)
-    with pytest.raises(GcavInputError, match=f"shard_00003.safetensors: '{HOOKS[1]}' fails its sha256"): st.read(3, HOOKS[1])
-    with pytest.raises(GcavInputError, match="fails its sha256"): list(st.batches(HOOKS[1], shuffle=False))
+    with pytest.raises(GcavInputError, match=f"shard_00003.safetensors: '{HOOKS[1]}' fails its checksum"): st.read(3, HOOKS[1])
+    with pytest.raises(GcavInputError, match="fails its checksum"): list(st.batches(HOOKS[1], shuffle=False))
 
 def test_batches_cover_every_row_once(built):
     "Ordered batches concatenate to the stored rows; shuffled ones (seeded) are a permutation of them."
@@ -128,3 +128,54 @@ def test_store_dtype_float16(model, corpus, tmp_path):
     x = st.read(0, HOOKS[0]); assert x.dtype == torch.float16
     ref = ActivationStore.build(model, corpus, HOOKS[:1], tmp_path/"f", **KW).read(0, HOOKS[0])
     torch.testing.assert_close(x.float(), ref, rtol=1e-2, atol=1e-2)
+
+def test_kill_inside_a_shard_leaves_no_partial_file(model, corpus, built, tmp_path, monkeypatch):
+    "Ctrl-C between two forwards of shard 1 (its file half written): no shard_00001 nor temp file is left, and the rerun equals the uninterrupted store."
+    real_fwd, n = store._forward, []
+    def fwd(m, t, s):
+        n.append(len(t))
+        if len(n) == 512 // 32 // 4 + 2: raise KeyboardInterrupt          # the second forward of shard 1
+        return real_fwd(m, t, s)
+    monkeypatch.setattr(store, "_forward", fwd)
+    with pytest.raises(KeyboardInterrupt): ActivationStore.build(model, corpus, HOOKS, tmp_path/"s", **KW)
+    assert sorted(p.name for p in (tmp_path/"s").iterdir()) == ["manifest.json", "shard_00000.safetensors"]
+    monkeypatch.setattr(store, "_forward", real_fwd)
+    assert ActivationStore.build(model, corpus, HOOKS, tmp_path/"s", **KW).shards == built.shards
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_shards_are_plain_safetensors(model, corpus, tmp_path, dtype):
+    "safetensors' own loader reads every shard (header, offsets, alignment) and gives what read() gives; metadata names the shard."
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    st = ActivationStore.build(model, corpus, HOOKS, tmp_path/"s", **(KW | dict(dtype=dtype, batch_size=3)))   # batches cross no shard edge evenly
+    for i, s in enumerate(st.shards):
+        got = load_file(st.path/s["file"])
+        assert set(got) == {"tokens", *HOOKS} and got["tokens"].dtype == torch.int32 and got[HOOKS[0]].dtype == dtype
+        for k, v in got.items(): assert torch.equal(v, st.read(i, k))
+        with safe_open(st.path/s["file"], framework="pt") as f: assert f.metadata() == {"shard": str(i)}
+    if dtype == torch.float32:   # batch_size only changes how rows are cut: the store is the same
+        assert st.shards == ActivationStore.build(model, corpus, HOOKS, tmp_path/"t", **KW).shards
+
+def test_one_changed_value_fails_and_old_format_is_refused(model, corpus, built, tmp_path):
+    "A single float changed in place fails the CRC-32; a store of an older format (sha256 manifests) is refused with a clear error."
+    import shutil
+    p = tmp_path/"s"; shutil.copytree(built.path, p)
+    f = p/built.shards[0]["file"]; raw = bytearray(f.read_bytes())
+    n = int.from_bytes(raw[:8], "little"); lo, _ = json.loads(raw[8:8 + n])[HOOKS[0]]["data_offsets"]
+    raw[8 + n + lo + 400] ^= 1; f.write_bytes(bytes(raw))                 # one bit of one float
+    with pytest.raises(GcavInputError, match="fails its checksum"): ActivationStore(p).read(0, HOOKS[0])
+    m = json.loads((p/"manifest.json").read_text()); m["key"]["format"] = 1; (p/"manifest.json").write_text(json.dumps(m))
+    with pytest.raises(GcavInputError, match="has format 1"): ActivationStore(p)
+
+def test_batches_by_position(built):
+    "positions=slice(1, None) yields exactly the rows not at a block's first position, with their tokens, ordered or shuffled (each once)."
+    h, ctx = HOOKS[0], built.ctx
+    full = torch.cat([built.read(i, h) for i in range(4)]); toks = torch.cat([built.read(i, "tokens") for i in range(4)])
+    keep = full.reshape(-1, ctx, full.shape[1])[:, 1:].reshape(-1, full.shape[1])
+    assert torch.equal(torch.cat(list(built.batches(h, 100, shuffle=False, positions=slice(1, None)))), keep)
+    a, t = zip(*built.batches(h, 100, seed=2, with_tokens=True, positions=slice(1, None)))
+    assert torch.equal(torch.cat(a).sum(1).sort().values, keep.sum(1).sort().values)
+    assert sorted(torch.cat(t).tolist()) == sorted(toks[:, 1:].reshape(-1).tolist())
+    assert len(torch.cat(list(built.batches(h, 100, shuffle=False, positions=slice(0, 1))))) == len(full) // ctx
+    with pytest.raises(GcavInputError, match="keeps none"): built.batches(h, positions=slice(5, 5))
+    with pytest.raises(TypeError, match="slice"): built.batches(h, positions=1)
