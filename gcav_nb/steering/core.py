@@ -85,7 +85,8 @@ def contrast_vectors(model, # a language model (TransformerBridge)
                      test_frac:float=0.2, # held out to score `probe`/`tcav` (their `accuracy`)
                      seed:int=0, # split seed
                      batch_size:int=32, prepend_bos:bool|None=None, progress:bool=True,
-                    )->dict[str, dict[str, ConceptVector]]: # method -> hook -> vector
+                     return_acts:bool=False, # also return the activations read (`collect_sets`' dict), for analyses that need them
+                    )->dict[str, dict[str, ConceptVector]]: # method -> hook -> vector (and the activations, with return_acts)
     "Steering directions at every hook, each method, from one activation pass over the sets."
     ms = _check_methods(methods, randoms)
     pn, nn = _set_name(positive, "positive"), _set_name(negative, "negative")
@@ -99,7 +100,7 @@ def contrast_vectors(model, # a language model (TransformerBridge)
         negs = {k: acts[k] for k in rs} if m == "tcav" else {nn: acts[nn]}
         cav = fit_cavs({pn: acts[pn]}, negs, names, "logistic", test_frac=test_frac, seed=seed)
         out[m] = {h: cav.vector(h, pn, run=None if m == "tcav" else 0) for h in names}
-    return out
+    return (out, acts) if return_acts else out
 
 # %% ../../nbs/1_steering/10_core.ipynb #21be327c
 def as_vector(x:Float[Tensor, "d"], # a steering vector as a plain tensor
@@ -260,20 +261,22 @@ def choice_probs(model, # a language model (TransformerBridge)
                  choices:Sequence[str]=(" positive", " negative"), # single-token answers
                  interventions:Sequence[Intervention]=(), # active during the passes
                  batch_size:int=32, prepend_bos:bool|None=None,
+                 return_logits:bool=False, # also return the full next-token logits at the last position ([n, vocab], float32, CPU)
                 )->Float[Tensor, "n k"]:
     "Probability of each answer at the end of each prompt, renormalised over the answers (one forward per batch)."
     if isinstance(choices, str) or len(choices) < 2: raise GcavInputError(f"choices must list at least two answers, got {choices!r}")
     ids = torch.tensor([token_id(model, c) for c in choices])
     toks, mask = tokenize(model, [prompts] if isinstance(prompts, str) else prompts, prepend_bos=prepend_bos)   # right padding
     last = mask.sum(1) - 1
-    out = []
+    out, full = [], []
     with steer(*interventions):
         for s in range(0, len(toks), batch_size):
             L = int(mask[s:s + batch_size].sum(1).max())
             logits = model(toks[s:s + batch_size, :L].to(model.cfg.device))            # [b, L, vocab]
-            z = logits[torch.arange(len(logits)), last[s:s + batch_size].to(logits.device)][:, ids.to(logits.device)]   # [b, k]
-            out.append(torch.softmax(z.double(), -1).float().cpu())
-    return torch.cat(out)
+            zl = logits[torch.arange(len(logits)), last[s:s + batch_size].to(logits.device)]      # [b, vocab]
+            out.append(torch.softmax(zl[:, ids.to(logits.device)].double(), -1).float().cpu())   # [b, k]
+            if return_logits: full.append(zl.float().cpu())
+    return (torch.cat(out), torch.cat(full)) if return_logits else torch.cat(out)
 
 # %% ../../nbs/1_steering/10_core.ipynb #4aad70bf
 class Reference:
