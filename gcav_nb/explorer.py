@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from fastcore.basics import patch
 from .config import GcavInputError, UnknownNameError
+from .tcav import plot_scores
 
 # %% auto #0
 __all__ = ['RESULTS_COLUMNS', 'check_results', 'demo_results', 'results_from_tests', 'select_rows', 'plot_layer_curves',
@@ -109,30 +110,19 @@ def select_rows(df:pd.DataFrame, # a table that passed `check_results`
     return sel
 
 # %% ../nbs/07_explorer.ipynb #4bba6c85
-_COLORS = {'TCAV': '#1f77b4', 'TGCAV': '#d62728'}  # other methods take the next colours of matplotlib's cycle
-
 def plot_layer_curves(df:pd.DataFrame, # a results table (schema above)
                       model:str|None=None, concept:str|None=None, target:str|None=None, # None: the first in the table
                       layers:tuple|None=None, # (first, last) layer, inclusive
                      )->Figure:
-    "Layer-wise TCAV and TGCAV scores with significance marks."
+    "Layer-wise scores of every method for one selection with significance marks, drawn by `tcav.plot_scores`."
     df = check_results(df)
     model = model or df.model.iloc[0]; concept = concept or df.concept.iloc[0]; target = target or df.target.iloc[0]
     sel = select_rows(df, model, concept, target, layers)
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    for i, (method, g) in enumerate(sel.groupby('method', sort=True)):
-        g = g.sort_values('layer'); c = _COLORS.get(method, f'C{(i + 2) % 10}')
-        ax.plot(g.layer, g.score, '-', color=c, label=method, lw=1.8)
-        ax.fill_between(g.layer, (g.score - g.score_sd).clip(0, 1), (g.score + g.score_sd).clip(0, 1), color=c, alpha=0.15)
-        sig = g[g.significant]; ns = g[~g.significant]
-        ax.scatter(sig.layer, sig.score, color=c, s=36, zorder=3)
-        ax.scatter(ns.layer, ns.score, facecolors='white', edgecolors=c, s=36, zorder=3)
-    ax.axhline(0.5, color='grey', ls='--', lw=1)
-    ax.scatter([], [], color='k', s=36, label='significant'); ax.scatter([], [], facecolors='white', edgecolors='k', s=36, label='not significant')
-    ax.set(xlabel='layer', ylabel='score', ylim=(0, 1), title=f"{concept} → {target}  ({model})")
-    ax.set_xticks(sorted(sel.layer.unique()))
-    ax.legend(loc='best', fontsize=8, frameon=False)
-    fig.tight_layout(); plt.close(fig)
+    ticks = sel.hook.fillna(sel.layer.astype(str)) if 'hook' in sel.columns else sel.layer.astype(str)
+    t = sel.rename(columns={'layer': 'layer_idx'}).assign(layer=ticks)
+    fig = plot_scores(t, concepts=[concept], methods=sorted(t.method.unique()), title=f"{concept} → {target}  ({model})",
+                      significance="significant (the table's `significant`)")
+    plt.close(fig)                                       # shown by the explorer's output widget, not twice
     return fig
 
 # %% ../nbs/07_explorer.ipynb #aae27b2f

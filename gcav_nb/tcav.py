@@ -30,7 +30,7 @@ from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_
 __all__ = ['TESTS', 'CORRECTIONS', 'COLLAPSE', 'Target', 'logit', 'logprob', 'logit_diff', 'class_logit', 'loss', 'as_target',
            'gradients', 'tcav_scores', 'per_layer', 'sign_scores', 'tcav_pvalues', 'min_pvalue', 'correct_pvalues',
            'stability_metrics', 'CAVMethod', 'null_cavs', 'run_cosine', 'method_accuracy', 'ConceptResult',
-           'ConceptReport', 'tcav_result', 'run_concepts', 'tcav']
+           'ConceptReport', 'plot_scores', 'tcav_result', 'run_concepts', 'tcav']
 
 # %% ../nbs/04_tcav.ipynb #4e79ec1d
 @dataclass
@@ -604,47 +604,76 @@ def report(self:ConceptResult, decimals:int|None=2)->ConceptReport:
     return ConceptReport(per.sort_index(level=[0, 1], sort_remaining=False), self.stability(decimals), notes, explain)
 
 # %% ../nbs/04_tcav.ipynb #79206554
-@patch
-def _draw(self:ConceptResult, ax, t:pd.DataFrame, concepts:list, methods:list):
-    "Curves, null bands and significance markers of `concepts` x `methods` on one axes."
-    cols = [f"C{i}" for i in range(10)]; x = np.arange(len(self.layers)); by_concept = len(concepts) > 1 or len(methods) == 1
+def _draw_scores(ax, t:pd.DataFrame, null:pd.DataFrame|None, concepts:list, methods:list):
+    "Curves, null bands and significance markers of `concepts` x `methods` on one axes; x = `layer_idx`, ticks labelled by `layer`."
+    cols = [f"C{i}" for i in range(10)]; by_concept = len(concepts) > 1 or len(methods) == 1
     for mi, m in enumerate(methods):
-        n = self.null_scores[m].double().flatten(1); mu, sd = n.mean(1).numpy(), n.std(1, unbiased=False).numpy()
-        band = "0.8" if len(methods) == 1 else cols[mi % len(cols)]
-        ax.fill_between(x, mu - sd, mu + sd, color=band, alpha=1 if len(methods) == 1 else 0.15, lw=0, label=f"{m} null: random vs random (mean ± sd)")
+        b = null[null.method == m].sort_values("layer_idx") if null is not None else None
+        if b is not None and len(b):
+            band = "0.8" if len(methods) == 1 else cols[mi % len(cols)]
+            ax.fill_between(b.layer_idx, b.null_mean - b.null_sd, b.null_mean + b.null_sd, color=band, alpha=1 if len(methods) == 1 else 0.15,
+                            lw=0, label=f"{m} null: random vs random (mean ± sd)")
         for ci, c in enumerate(concepts):
             d = t[(t.method == m) & (t.concept == c)].sort_values("layer_idx"); col = cols[(ci if by_concept else mi) % len(cols)]
             ax.errorbar(d.layer_idx, d.score, yerr=d.score_sd, color=col, lw=1.2, capsize=2, ls=["-", "--", ":", "-."][mi % 4],
                         label=" ".join(([c] if len(concepts) > 1 else []) + ([m] if len(methods) > 1 else [])) or c)
-            s = d.significant.to_numpy()
+            s = d.significant.to_numpy(dtype=bool)
             ax.scatter(d.layer_idx[s], d.score[s], color=col, s=28, zorder=3, gid="significant")
             ax.scatter(d.layer_idx[~s], d.score[~s], facecolors="white", edgecolors=col, s=28, zorder=3, gid="not significant")
     ax.axhline(0.5, ls="--", c="0.5", lw=0.8)
-    ax.set_xticks(x); ax.set_xticklabels([_short(l) for l in self.layers], fontsize=7)
+    ticks = t.drop_duplicates("layer_idx").sort_values("layer_idx")
+    ax.set_xticks(ticks.layer_idx); ax.set_xticklabels([_short(str(l)) for l in ticks.layer], fontsize=7)
     ax.set_xlabel("layer"); ax.set_ylabel("score"); ax.set_ylim(-0.03, 1.03)
 
-# %% ../nbs/04_tcav.ipynb #62e7f02a
-@patch
-def plot(self:ConceptResult, concepts:list|None=None, methods:list|None=None, ax=None, title:str|None=None, ncols:int=2):
+# %% ../nbs/04_tcav.ipynb #5fb42cff
+def plot_scores(t:pd.DataFrame, # tests-table rows: method, concept, layer_idx (x), layer (tick label), score, score_sd, significant
+                null:pd.DataFrame|None=None, # the null band per method and layer_idx: null_mean, null_sd (None: no band)
+                concepts:list|None=None, methods:list|None=None, # default: every one in `t`, in order of appearance
+                ax=None, # draw every concept into this axes (default: a new figure)
+                title:str|None=None, # the panel's title (one panel) or the figure's (several)
+                ncols:int=2, # panels per row
+                significance:str="significant", # what a filled marker means (the test, correction and alpha), for the legend
+               )->"Figure":
     "Layer curves per concept and method with the null band; filled markers = significant. Returns the Figure."
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    t = self.tests(); concepts = list(concepts or self.concepts); methods = list(methods or self.methods)
+    concepts = list(concepts or dict.fromkeys(t.concept)); methods = list(methods or dict.fromkeys(t.method))
     panels = [concepts] if ax is not None or len(methods) == 1 else [[c] for c in concepts]
-    w = max(5, 0.28 * len(self.layers) + 3)
+    w = max(5, 0.28 * t.layer_idx.nunique() + 3)
     if ax is None:
         nc = min(ncols, len(panels)); nr = math.ceil(len(panels) / nc)
         fig, axs = plt.subplots(nr, nc, figsize=(w * nc, 3.4 * nr), squeeze=False); axs = list(axs.flat)
     else: fig, axs = ax.figure, [ax]
     for a, cs in zip(axs, panels):
-        self._draw(a, t, cs, methods)
+        _draw_scores(a, t, null, cs, methods)
         if len(panels) > 1: a.set_title(cs[0], fontsize=9)
-        keys = [Line2D([], [], marker="o", ls="", color="0.3", label=f"filled: significant ({self.test}, {self.correction}, p ≤ {self.alpha})"),
+        keys = [Line2D([], [], marker="o", ls="", color="0.3", label=f"filled: {significance}"),
                 Line2D([], [], marker="o", ls="", mfc="white", color="0.3", label="hollow: not significant")]
         a.legend(handles=a.get_legend_handles_labels()[0] + keys, fontsize=6, loc="best")
     for a in axs[len(panels):]: a.axis("off")
-    fig.suptitle(title or f"{self.target}: score per layer", fontsize=9); fig.tight_layout()
+    if title and len(panels) == 1: axs[0].set_title(title, fontsize=9)
+    elif title: fig.suptitle(title, fontsize=9)
+    if ax is None: fig.tight_layout()
     return fig
+
+# %% ../nbs/04_tcav.ipynb #0f054253
+@patch
+def null_band(self:ConceptResult)->pd.DataFrame:
+    "Per method and layer: null_mean and null_sd of the null scores (random pseudo-concepts through the same method)."
+    rows = []
+    for m in self.methods:
+        n = self.null_scores[m].double().flatten(1)                       # [layer, pseudo-concept x run]
+        rows.append(pd.DataFrame(dict(method=m, layer=self.layers, layer_idx=range(len(self.layers)),
+                                      null_mean=n.mean(1).numpy(), null_sd=n.std(1, unbiased=False).numpy())))
+    return pd.concat(rows, ignore_index=True)
+
+# %% ../nbs/04_tcav.ipynb #62e7f02a
+@patch
+def plot(self:ConceptResult, concepts:list|None=None, methods:list|None=None, ax=None, title:str|None=None, ncols:int=2):
+    "Layer curves per concept and method with the null band (`plot_scores` on this result's tests); returns the Figure."
+    return plot_scores(self.tests(), self.null_band(), concepts or self.concepts, methods or self.methods, ax=ax,
+                       title=title or f"{self.target}: score per layer", ncols=ncols,
+                       significance=f"significant ({self.test}, {self.correction}, p ≤ {self.alpha})")
 
 # %% ../nbs/04_tcav.ipynb #740bc73e
 @patch

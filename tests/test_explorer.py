@@ -17,8 +17,9 @@ def table(): return demo_results(n_layers=8, seed=1)
 
 
 def _xs(fig: Figure, label: str) -> list[int]:
-    line = next(l for l in fig.axes[0].lines if l.get_label() == label)
-    return [int(x) for x in line.get_xdata()]
+    "The x values of one method's curve (an errorbar container labelled with the method)."
+    curve = next(c for c in fig.axes[0].containers if c.get_label() == label)
+    return [int(x) for x in curve[0].get_xdata()]
 
 
 def test_widget_changes_update_figure_and_tables(table):
@@ -53,9 +54,11 @@ def test_significance_marks_follow_the_table(table):
     sel = (t.concept == 'food') & (t.target == "logit(' positive')") & (t.method == 'TCAV')
     t.loc[sel, 'significant'] = t.loc[sel, 'layer'].isin([0, 3])
     fig = plot_layer_curves(t, concept='food', target="logit(' positive')")
-    filled = [c for c in fig.axes[0].collections if c.get_offsets().shape[0] and np.all(c.get_facecolors()[:, :3] != 1)]
-    xs = sorted({int(x) for c in filled for x in c.get_offsets()[:, 0] if c.get_edgecolors().size})
-    assert {0, 3} <= set(xs)
+    tcav = next(i for i, c in enumerate(fig.axes[0].containers) if c.get_label() == 'TCAV')
+    marks = [c for c in fig.axes[0].collections if c.get_gid() in ('significant', 'not significant')]
+    filled, hollow = marks[2 * tcav], marks[2 * tcav + 1]                # per curve: its filled, then its hollow markers
+    assert filled.get_gid() == 'significant' and sorted(int(x) for x in filled.get_offsets()[:, 0]) == [0, 3]
+    assert sorted(int(x) for x in hollow.get_offsets()[:, 0]) == [1, 2, 4, 5, 6, 7]
 
 
 def test_stability_summary_matches_numpy(table):
@@ -130,3 +133,13 @@ def test_explorer_reads_a_real_pipeline_result(tmp_path):
     assert a.model.unique().tolist() == ["tiny-llama"] and a.target.unique().tolist() == [r["settings"]["target"]]
     ex = Explorer(a)
     assert ex.report.index.tolist() == [0, 1, 2, 3] and set(ex.concept for _ in [0]) <= {"praise", "food"}
+
+
+def test_explorer_and_concept_result_draw_with_the_one_plot(monkeypatch, table):
+    "The explorer's figure comes from tcav.plot_scores, the function ConceptResult.plot draws with (one layer plot)."
+    import gcav_nb.explorer as E, gcav_nb.tcav as T
+    seen = []
+    real = T.plot_scores
+    monkeypatch.setattr(E, 'plot_scores', lambda t, *a, **k: seen.append(sorted(t.method.unique())) or real(t, *a, **k))
+    Explorer(table).select(concept='food')
+    assert seen and seen[-1] == ['TCAV', 'TGCAV'] and E.plot_scores is not None and not hasattr(E, '_COLORS')
