@@ -79,6 +79,7 @@ class GCAVConfig:
     fuse_input:str="aligned" # 'aligned' (code), 'input' (AE embeddings, no stage 2), 'none' (no fusion)
     pos_init:str="normal" # positional encoding P: 'normal' N(0,1) (code; rows of norm ~sqrt(D)), 'scaled' N(0,1/D), 'zero'
     fuse_residual:bool=False # add the mean aligned CAV to the fusion's output (ours; the code has no such path)
+    decode_residual:bool=False # decoded CAV = n(Dec(g)) + each run's own AE residual v - n(Dec(Enc(v))) (ours; the code: n(Dec(g)))
     heads:int=4; ff_dim:int=256; fuse_dropout:float=0.1
     fuse_epochs:int=30; fuse_batch_size:int=4; fuse_lr:float=5e-4
     var_weight:float=3.0 # weight of the across-layer variance of the soft TCAV score
@@ -99,8 +100,8 @@ register_scales("gcav", ci=dict(embed_dim=32, ae_hidden=(64,), ae_noise_copies=4
                                  align_steps=300, n_negatives=16),
                         gpu=dict(embed_dim=2048, ae_hidden=(4096,), align_hidden=4096))
 
-GCAV_MODES = dict(official=dict(pos_init="normal", fuse_residual=False),  # the code's choices (the dataclass defaults)
-                  fixed=dict(pos_init="zero", fuse_residual=False))       # chosen by `ground_truth_benchmark` below
+GCAV_MODES = dict(official=dict(pos_init="normal", fuse_residual=False, decode_residual=False),  # the code's choices (the dataclass defaults)
+                  fixed=dict(pos_init="zero", fuse_residual=False, decode_residual=True))        # chosen by `ground_truth_benchmark` below
 
 @patch(as_prop=True)
 def mode(self:GCAVConfig)->str:
@@ -277,6 +278,8 @@ class GCAV(nn.Module):
         self.register_buffer("global_cavs", torch.zeros(C, self.n_runs, D))       # g [C, R, D]
         self.register_buffer("aligned", torch.zeros(C, L, self.n_runs, D))        # z [C, L, R, D]
         self.register_buffer("fitted", torch.zeros(()))
+        for l, d in enumerate(self.dims if self.cfg.decode_residual else []):
+            self.register_buffer(f"residual_{l}", torch.zeros(C, self.n_runs, d))  # v - n(Dec(Enc(v))) [C, R, d_l]
         self.history = {}
 
     def __repr__(self):
@@ -393,7 +396,7 @@ def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True):
             seq = torch.stack([Zin[c][:, idx[c]] for c in range(C)]).permute(0, 2, 1, 3)            # [C, b, L, D]
             g = fz(seq)                                                                             # [C, b, D]
             T = min(T * cfg.temp_growth, cfg.temp_max)
-            chat = self._decode(g.reshape(1, C * b, D).expand(L, -1, -1))                           # L x [C*b, d_l]
+            chat = self._add_residual(self._decode(g.reshape(1, C * b, D).expand(L, -1, -1)), idx)   # L x [C*b, d_l]
             s = torch.stack([soft_tcav(chat[l] @ gn[l].T / chat[l].norm(dim=-1, keepdim=True).clamp_min(1e-12), T) for l in range(L)])  # [L, C*b]
             s = s.reshape(L, C, b)
             var = s.var(0).mean(-1) if L > 1 else torch.zeros(C)                                      # [C]
@@ -451,6 +454,9 @@ def _fit_all(self:GCAV, cavs, rnd, grads, progress, autoencoders=None, ae_extra=
         M = min(r.shape[-2] for r in rnd)
         Erand = self._encode([r[..., :M, :].reshape(-1, r.shape[-1]) for r in rnd])                 # [L, G*M, D], G = 1 or C
         Erand = Erand.reshape(L, -1, M, D).permute(1, 0, 2, 3).expand(C, -1, -1, -1)                # [C, L, M, D]
+        if cfg.decode_residual:                                                                    # what the AE loses of each CAV
+            rec = self._decode(E.permute(1, 0, 2, 3).reshape(L, C * R, D))
+            for l, (c, r) in enumerate(zip(cavs, rec)): getattr(self, f"residual_{l}").copy_(F.normalize(c, dim=-1) - F.normalize(r, dim=-1).reshape(C, R, -1))
     Z = self._fit_stage2(E, Erand, progress) if cfg.fuse_input == "aligned" else E
     t2 = time.perf_counter()
     if cfg.fuse_input == "none": g = torch.zeros(C, R, cfg.embed_dim); self.history["stage3"] = pd.DataFrame([])
@@ -469,6 +475,16 @@ def _weights_version(self:GCAV)->tuple:
     return sum(t._version for t in (*self.parameters(), *self.buffers())), id(self.global_cavs), self.global_cavs.device
 
 @patch
+def _add_residual(self:GCAV, dec:list[Tensor], # per layer [C*b, d_l]: decoded global CAVs of b runs per concept
+                  idx:Tensor|None=None, # [C, b]: which runs (default all R)
+                 )->list[Tensor]:
+    "With `decode_residual`: n(Dec_l(g)) + (v - n(Dec_l(Enc_l(v)))) for each run's own CAV v; else `dec` as it is."
+    if not self.cfg.decode_residual: return dec
+    res = [getattr(self, f"residual_{l}") for l in range(len(self.layers))]                        # [C, R, d_l]
+    if idx is not None: res = [r[torch.arange(len(r))[:, None], idx] for r in res]
+    return [F.normalize(d, dim=-1) + r.reshape(d.shape) for d, r in zip(dec, res)]
+
+@patch
 def decode(self:GCAV)->list[Tensor]:
     "The decoded global CAVs: a list over layers of [C, R, d_l] (unit norm); cached until the weights change."
     _check_fitted(self)
@@ -478,7 +494,7 @@ def decode(self:GCAV)->list[Tensor]:
     with torch.no_grad():
         if self.cfg.fuse_input == "none": out = self._decode(self.aligned.permute(1, 0, 2, 3).reshape(L, C * R, D))
         else: out = self._decode(self.global_cavs.reshape(1, C * R, D).expand(L, -1, -1))
-    self._decoded = (key, [F.normalize(o.reshape(C, R, -1), dim=-1) for o in out])
+    self._decoded = (key, [F.normalize(o.reshape(C, R, -1), dim=-1) for o in self._add_residual(out)])
     return self._decoded[1]
 
 @patch
@@ -494,15 +510,17 @@ def synthetic_gcav_problem(L:int=4, # layers
                            n:int=60, # target gradients per layer
                            dims:list[int]|None=None, # widths (default 24 for every layer)
                            N:int=6, # null pseudo-concepts (random set i vs the N-1 others), built like irrelevant concepts
+                           shared:float=0.0, # weight of a direction all concept CAVs of a layer share (real ones: cosine 0.3-0.5 across concepts)
                            seed:int=0)->dict:
     "Synthetic CAVs/gradients with layer-dependent TCAV scores and a planted concept c0, for tests and demos."
-    g = torch.Generator().manual_seed(seed); gn = torch.Generator().manual_seed(seed + 1)
+    g, gn, gs = (torch.Generator().manual_seed(seed + k) for k in range(3))
     dims = dims or [24] * L
     cavs, rnd, grads, null = [], [], [], []
     for l, d in enumerate(dims):
         u = F.normalize(torch.randn(C, d, generator=g), dim=-1)
         noise = 0.3 + 0.5 * l / max(L - 1, 1)
-        cavs.append(F.normalize(u[:, None] + noise * torch.randn(C, R, d, generator=g) / math.sqrt(d) * 3, dim=-1))
+        s = shared * F.normalize(torch.randn(d, generator=gs), dim=0)                              # what every concept has in common
+        cavs.append(F.normalize(u[:, None] + s + noise * torch.randn(C, R, d, generator=g) / math.sqrt(d) * 3, dim=-1))
         rnd.append(F.normalize(torch.randn(M, d, generator=g), dim=-1))
         agree = 0.5 + 0.4 * l / max(L - 1, 1)  # the concept's true effect looks stronger in later layers
         sgn = torch.where(torch.rand(n, generator=g) < agree, 1.0, -1.0)
