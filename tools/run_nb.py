@@ -36,7 +36,9 @@ def run(path: Path, scale: str, force: set[str], timeout: int):
     client = FlaggedClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}})
     client.skip = skip
     t0 = time.perf_counter()
-    client.execute()
+    try: client.execute()
+    except BaseException:   # keep what ran (outputs up to the failing cell) beside the notebook, never over it
+        nbformat.write(nb, path.with_suffix('.failed.ipynb')); raise
     nbformat.write(nb, path)
     print(f"{path.name}: executed at scale={scale} in {time.perf_counter()-t0:.0f}s (skipped flags: {sorted(skip)})")
 
