@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib, json, math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
@@ -57,8 +57,7 @@ def _spd_solve(S:Float[Tensor, "B n n"], rhs:Float[Tensor, "B n k"])->Float[Tens
     "Solve S x = rhs for a batch of SPD systems. On CPU: one LAPACK potrf + potrs per problem."
     if S.device.type != "cpu" or S.dtype not in (torch.float32, torch.float64):
         L = torch.linalg.cholesky_ex(S)[0]; return torch.cholesky_solve(rhs, L)
-    # torch's batched Cholesky zeroes the upper triangle afterwards, which at n ~ 70 costs as much as the factorisation;
-    # potrf with clean=0 skips that. S is symmetric, so its transposed (Fortran-ordered) view is S itself.
+    # potrf with clean=0 skips zeroing the upper triangle. S is symmetric, so its transposed (Fortran-ordered) view is S itself.
     potrf, potrs = get_lapack_funcs(("potrf", "potrs"), dtype=S.numpy().dtype)
     Sn, bn = S.numpy(), rhs.numpy(); out = np.empty_like(bn)
     for i in range(len(Sn)):
@@ -67,12 +66,78 @@ def _spd_solve(S:Float[Tensor, "B n n"], rhs:Float[Tensor, "B n k"])->Float[Tens
         else: out[i] = np.linalg.lstsq(Sn[i].astype(np.float64), bn[i].astype(np.float64), rcond=None)[0]   # not SPD in float32
     return torch.from_numpy(out)
 
+# %% ../nbs/03_cav.ipynb #002fa0a1
 def _newton_system(K:Float[Tensor, "B n n"], sw:Float[Tensor, "B n"], out:Tensor|None=None)->Float[Tensor, "B n n"]:
     "S = I + diag(sw) K diag(sw), in K's dtype (written into `out` when given)."
     S = torch.mul(K, sw[:, None, :], out=out); S.mul_(sw[:, :, None])
     S.diagonal(dim1=1, dim2=2).add_(1)
     return S
 
+# %% ../nbs/03_cav.ipynb #01a91e9f
+def _hessian_precision(K:Float[Tensor, "B n n"], s:Float[Tensor, "B n"], C:float, hess_dtype:torch.dtype|None,
+                       K_low:Tensor|None, hess_cond:float)->tuple[Tensor, Tensor]:
+    "(K in the Newton system's precision, [B] bool: problems whose system is built in K's own precision)."
+    hd = hess_dtype or K.dtype
+    reuse = K_low is not None and K_low.dtype == hd and K_low.shape == K.shape and bool((s == 1).all())
+    Kh = K_low if reuse else K.to(hd)
+    if hd == K.dtype: return Kh, torch.zeros(len(K), dtype=torch.bool, device=K.device)
+    return Kh, C / 4 * K.diagonal(dim1=1, dim2=2).sum(1) > hess_cond
+
+# %% ../nbs/03_cav.ipynb #dd759e6c
+def _dual_gradient(K:Float[Tensor, "B n n"], a:Tensor, Ka:Tensor, b:Tensor, y:Tensor, s:Tensor, C:float)->tuple:
+    "(w, r, g_b, K r, Newton decrement) at the point (a, b); padded examples (s = 0) have g = w = 0."
+    p = torch.sigmoid(-y * (Ka + b[:, None]))
+    g = -y * p * s                                  # dl/df
+    w = p * (1 - p) * s                             # d2l/df2
+    r = C * g + a                                   # K^-1 (grad wrt a)
+    gb = C * g.sum(1)
+    Kr = torch.bmm(K, r[..., None])[..., 0]
+    dec = (r * Kr).sum(1) + gb * gb / (C * w.sum(1)).clamp_min(1e-300)   # Newton decrement: about 2 (J - min J)
+    return w, r, gb, Kr, dec
+
+# %% ../nbs/03_cav.ipynb #c000d2a5
+def _newton_direction(K:Float[Tensor, "B n n"], Kh:Tensor, wide:Tensor, w:Tensor, r:Tensor, Kr:Tensor, gb:Tensor, C:float,
+                      Sbuf:Tensor)->tuple[Tensor, Tensor]:
+    "The Newton step (da [B, n], db [B]); S is built in `Kh`'s precision (in `Sbuf`), in K's for the `wide` problems."
+    dt, hd = K.dtype, Kh.dtype
+    sw = w.sqrt(); swc = sw * C ** 0.5
+    rhs = torch.stack([sw * Kr, sw], 2)
+    narrow = ~wide
+    if bool(narrow.any()): S = _newton_system(Kh, swc.to(hd), out=Sbuf[:len(K)])
+    if not bool(wide.any()): z = _spd_solve(S, rhs.to(hd)).to(dt)
+    else:
+        z = torch.empty_like(rhs)
+        if bool(narrow.any()): z[narrow] = _spd_solve(S[narrow], rhs[narrow].to(hd)).to(dt)
+        z[wide] = _spd_solve(_newton_system(K[wide], swc[wide]), rhs[wide])
+    sol = sw[..., None] * z                                       # [sw*S^-1(sw*Kr), sw*S^-1 sw]
+    x1 = -r + C * sol[..., 0]; x2 = C * sol[..., 1]
+    db = (-gb + C * sol[..., 0].sum(1)) / (C * sol[..., 1].sum(1)).clamp_min(1e-300)
+    return x1 - x2 * db[:, None], db
+
+# %% ../nbs/03_cav.ipynb #d67314de
+def _objective_along(C:float, y:Tensor, s:Tensor, a:Tensor, Ka:Tensor, b:Tensor, da:Tensor, Kda:Tensor, db:Tensor)->Callable:
+    "t [B] -> the objective J at (a + t da, b + t db), in O(n) per problem."
+    aKa, daKa, daKda = (a * Ka).sum(1), (da * Ka).sum(1), (da * Kda).sum(1)
+    sp = torch.nn.functional.softplus
+    return lambda t: C * (s * sp(-y * (Ka + t[:, None] * Kda + (b + t * db)[:, None]))).sum(1) + 0.5 * (aKa + 2 * t * daKa + t * t * daKda)
+
+def _step_length(obj:Callable, J:Tensor, slope:Tensor, extrapolate:int)->tuple[Tensor, Tensor]:
+    "Per problem, (t, obj(t)): t halved from 1 until Armijo holds, or a full step doubled while it lowers the objective."
+    t = torch.ones(len(J), dtype=slope.dtype, device=slope.device)
+    Jt = obj(t)
+    for _ in range(30):                              # Armijo backtracking, per problem
+        bad = Jt > J + 1e-4 * t * slope + 1e-12 * J.abs()
+        if not bool(bad.any()): break
+        t = torch.where(bad, t / 2, t); Jt = torch.where(bad, obj(t), Jt)
+    grow = t == 1
+    for _ in range(extrapolate):                     # a longer step must beat rounding noise
+        if not bool(grow.any()): break
+        J2 = obj(torch.where(grow, 2 * t, t))
+        grow = grow & (J2 < Jt - 1e-12 * Jt.abs())
+        t, Jt = torch.where(grow, 2 * t, t), torch.where(grow, J2, Jt)
+    return t, Jt
+
+# %% ../nbs/03_cav.ipynb #50d6b498
 def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training examples (padded rows/cols ignored)
                   y:Float[Tensor, "B n"], # labels in {-1, +1}
                   s:Float[Tensor, "B n"], # 1 for a real example, 0 for padding
@@ -85,77 +150,28 @@ def dual_logistic(K:Float[Tensor, "B n n"], # Gram matrices of the training exam
                   hess_cond:float=1e7, # problems whose Newton system may be worse conditioned (1 + C trace(K)/4) solve it in K's precision
                  )->tuple[Tensor, Tensor, int]: # a [B, n], b [B], Newton steps taken
     "L2 logistic regression in dual form, Newton + backtracking, for a batch of problems at once."
-    B, n = y.shape
-    dt, dev = K.dtype, K.device
+    (B, n), dt, dev = y.shape, K.dtype, K.device
     if not bool((s == 1).all()): K = K * s[:, :, None] * s[:, None, :]
-    hd = hess_dtype or dt
-    Kh = K_low if K_low is not None and K_low.dtype == hd and K_low.shape == K.shape and bool((s == 1).all()) else K.to(hd)
+    Kh, wide = _hessian_precision(K, s, C, hess_dtype, K_low, hess_cond)
     a_out, b_out = torch.zeros(B, n, dtype=dt, device=dev), torch.zeros(B, dtype=dt, device=dev)
     a, Ka, b = torch.zeros(B, n, dtype=dt, device=dev), torch.zeros(B, n, dtype=dt, device=dev), torch.zeros(B, dtype=dt, device=dev)
     act = torch.arange(B, device=dev)                   # problems still iterating (converged ones are retired)
     Sbuf = torch.empty_like(Kh)                         # the Newton system, rebuilt in place every step
-    # S below has condition number <= 1 + C trace(K)/4 (a loose bound: SmolLM2's late layers reach 5e5 and converge in float32).
-    # Far past that a float32 S no longer steers the step (norms ~25,000: 60+ steps of linear convergence instead of 7), so
-    # those problems build and solve it in K's precision.
-    wide = C / 4 * K.diagonal(dim1=1, dim2=2).sum(1) > hess_cond if hd != dt else torch.zeros(B, dtype=torch.bool, device=dev)
-    sp = torch.nn.functional.softplus
     J = C * math.log(2) * s.sum(1)                      # the objective at the current point (a = 0, b = 0 to start)
     it = 0
     for it in range(1, max_iter + 1):
-        p = torch.sigmoid(-y * (Ka + b[:, None]))
-        g = -y * p * s                                  # dl/df
-        w = p * (1 - p) * s                             # d2l/df2
-        r = C * g + a                                   # K^-1 (grad wrt a)
-        gb = C * g.sum(1)
-        Kr = torch.bmm(K, r[..., None])[..., 0]
-        dec = (r * Kr).sum(1) + gb * gb / (C * w.sum(1)).clamp_min(1e-300)   # Newton decrement: about 2 (J - min J)
+        w, r, gb, Kr, dec = _dual_gradient(K, a, Ka, b, y, s, C)
         done = dec <= tol * J.abs()
         if bool(done.all()):
             a_out[act], b_out[act] = a, b; break
-        if int(done.sum()) * 4 >= len(act):             # retire converged problems once a quarter are done (a copy of K)
+        if int(done.sum()) * 4 >= len(act):
             a_out[act[done]], b_out[act[done]] = a[done], b[done]
             keep = ~done
-            act, a, Ka, b, J, y, s, K, Kh, p, g, w, r, gb, Kr, wide = (v[keep] for v in (act, a, Ka, b, J, y, s, K, Kh, p, g, w, r, gb, Kr, wide))
-        # Newton step for (a, b): (I + CWK) da = -r - C w db, and the bias row C w'K da + C sum(w) db = -gb.
-        # With S = I + C W^1/2 K W^1/2 (SPD: one Cholesky per problem) and (I + CWK)^-1 W^1/2 = W^1/2 S^-1:
-        #   x1 = -(I + CWK)^-1 r = -r + C sw*S^-1(sw*Kr),  x2 = (I + CWK)^-1 C w = C sw*S^-1 sw,
-        #   db = (-gb + C sw'S^-1(sw*Kr)) / (C sw'S^-1 sw): a positive denominator, with no difference of near-equal
-        #   sums (sum(w) - w'K x2 cancels to float32 noise when activations are large).
-        # S only steers the step: solving it in float32 leaves the fixed point (gradient = 0, in float64) unchanged.
-        sw = w.sqrt(); swc = sw * C ** 0.5
-        rhs = torch.stack([sw * Kr, sw], 2)
-        narrow = ~wide
-        if bool(narrow.any()): S = _newton_system(Kh, swc.to(hd), out=Sbuf[:len(act)])
-        if not bool(wide.any()): z = _spd_solve(S, rhs.to(hd)).to(dt)
-        else:
-            z = torch.empty_like(rhs)
-            if bool(narrow.any()): z[narrow] = _spd_solve(S[narrow], rhs[narrow].to(hd)).to(dt)
-            z[wide] = _spd_solve(_newton_system(K[wide], swc[wide]), rhs[wide])
-        sol = sw[..., None] * z                                       # [sw*S^-1(sw*Kr), sw*S^-1 sw]
-        x1 = -r + C * sol[..., 0]; x2 = C * sol[..., 1]
-        db = (-gb + C * sol[..., 0].sum(1)) / (C * sol[..., 1].sum(1)).clamp_min(1e-300)
-        da = x1 - x2 * db[:, None]
-        slope = (Kr * da).sum(1) + gb * db
+            act, a, Ka, b, J, y, s, K, Kh, w, r, gb, Kr, wide = (v[keep] for v in (act, a, Ka, b, J, y, s, K, Kh, w, r, gb, Kr, wide))
+        da, db = _newton_direction(K, Kh, wide, w, r, Kr, gb, C, Sbuf)
         Kda = torch.bmm(K, da[..., None])[..., 0]
-        # the objective along the step costs O(n) per trial: loss(Ka + t K da + b + t db) + (a'Ka + 2t da'Ka + t^2 da'K da)/2
-        aKa, daKa, daKda = (a * Ka).sum(1), (da * Ka).sum(1), (da * Kda).sum(1)
-        obj = lambda t: C * (s * sp(-y * (Ka + t[:, None] * Kda + (b + t * db)[:, None]))).sum(1) + 0.5 * (aKa + 2 * t * daKa + t * t * daKda)
-        t = torch.ones(len(act), dtype=dt, device=dev)
-        Jt = obj(t)
-        for _ in range(30):                              # Armijo backtracking, per problem
-            bad = Jt > J + 1e-4 * t * slope + 1e-12 * J.abs()
-            if not bool(bad.any()): break
-            t = torch.where(bad, t / 2, t); Jt = torch.where(bad, obj(t), Jt)
-        # far from the optimum a full Newton step undershoots on logistic losses: try longer steps while they lower
-        # the objective (one O(n) evaluation each; near the optimum t = 1 wins, so convergence stays quadratic). A longer
-        # step must beat rounding noise: a decrease at float64 noise level would let the step overshoot back and forth.
-        grow = t == 1
-        for _ in range(extrapolate):
-            if not bool(grow.any()): break
-            J2 = obj(torch.where(grow, 2 * t, t))
-            grow = grow & (J2 < Jt - 1e-12 * Jt.abs())
-            t, Jt = torch.where(grow, 2 * t, t), torch.where(grow, J2, Jt)
-        a = a + t[:, None] * da; Ka = Ka + t[:, None] * Kda; b = b + t * db; J = Jt
+        t, J = _step_length(_objective_along(C, y, s, a, Ka, b, da, Kda, db), J, (Kr * da).sum(1) + gb * db, extrapolate)
+        a = a + t[:, None] * da; Ka = Ka + t[:, None] * Kda; b = b + t * db
     else:
         a_out[act], b_out[act] = a, b
     return a_out, b_out, it
@@ -417,12 +433,10 @@ def _problem_rows(problems, sizes:dict, offs:dict, keys:dict, test_frac:float, s
         te_idx.append(torch.cat([pte + offs[p], qte + offs[q]])); te_y.append(torch.cat([torch.ones(len(pte)), -torch.ones(len(qte))]))
     return tr_idx, tr_y, te_idx, te_y
 
-# %% ../nbs/03_cav.ipynb #d9082aab
-def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: [n, d]}
-                  problems:Sequence[tuple[str, str, int]], # (positive set, negative set, split salt)
-                  layers=None, classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0,
-                  max_iter:int=100, tol:float=1e-10, device=None, dtype=torch.float64, gram_dtype=torch.float32):
-    "Fit every problem at every layer in one batch: (layers, w {layer: [P, d]}, bias [L, P], acc [L, P], info)."
+# %% ../nbs/03_cav.ipynb #1131ab1d
+def _check_fit(sets:Mapping[str, Mapping[str, Tensor]], problems:Sequence[tuple[str, str, int]], layers,
+               classifier:str, C:float, test_frac:float, seed:int)->list[str]:
+    "Every argument of a fit checked before any work; the layers to fit."
     if classifier not in CLASSIFIERS: raise GcavInputError(f"unknown classifier {classifier!r}; expected one of {CLASSIFIERS}")
     if not (isinstance(C, (int, float)) and C > 0): raise GcavInputError(f"C must be a positive number, got {C!r}")
     _check_test_frac(test_frac)
@@ -431,95 +445,134 @@ def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: 
     for p, q, _ in problems:
         for nm in (p, q):
             if nm not in sets: raise UnknownNameError(f"unknown set {nm!r}; known: {list(sets)}")
-    names = list(sets)
-    dev = torch.device(device) if device is not None else next(iter(sets.values()))[layers[0]].device
-    sizes = {nm: len(sets[nm][layers[0]]) for nm in names}
-    offs = dict(zip(names, np.cumsum([0] + [sizes[nm] for nm in names[:-1]]).tolist()))
-    N = sum(sizes.values())
-    keys = {nm: set_key(sets[nm]) for nm in names}
-    tr_idx, tr_y, te_idx, te_y = _problem_rows(problems, sizes, offs, keys, test_frac, seed)
-    P = len(problems)
-    def pad(xs, fill=0):
-        n = max(len(x) for x in xs); out = torch.full((len(xs), n), fill, dtype=xs[0].dtype)
-        mask = torch.zeros(len(xs), n, dtype=dtype)
-        for i, x in enumerate(xs): out[i, :len(x)] = x; mask[i, :len(x)] = 1
-        return out.to(dev), mask.to(dev)
-    TI, TS = pad(tr_idx); TY, _ = pad(tr_y); EI, ES = pad(te_idx); EY, _ = pad(te_y)
-    TY, EY = TY.to(dtype), EY.to(dtype)
-    # per layer, the Gram blocks each problem needs: [train+test, train] rows of the centred activations. When the
-    # problems reuse the same sets (concepts x random sets) one [N, N] Gram per layer is cheaper than per-problem blocks.
-    nL, n, ne = len(layers), TI.shape[1], EI.shape[1]
-    IDX = torch.cat([TI, EI], 1)
-    shared, padded = N * N <= 2 * P * (n + ne) * n, not bool(TS.all() and ES.all())
-    order = {nm: i for i, nm in enumerate(names)}                # set -> the sets it meets (itself included), each pair once
+    return layers
+
+def _pad_rows(xs:list[Tensor], dtype:torch.dtype, dev)->tuple[Tensor, Tensor]:
+    "Ragged per-problem rows -> ([P, n] padded with 0, [P, n] mask of real entries in `dtype`), on `dev`."
+    n = max(len(x) for x in xs); out = torch.zeros((len(xs), n), dtype=xs[0].dtype)
+    mask = torch.zeros(len(xs), n, dtype=dtype)
+    for i, x in enumerate(xs): out[i, :len(x)] = x; mask[i, :len(x)] = 1
+    return out.to(dev), mask.to(dev)
+
+# %% ../nbs/03_cav.ipynb #4071fb37
+def _gram_spans(problems:Sequence[tuple[str, str, int]], names:list[str], sizes:dict, offs:dict)->dict[str, list[slice]]:
+    "Per set u, the column ranges (rows of the stacked matrix) of the sets v >= u it meets in some problem, itself included."
+    order = {nm: i for i, nm in enumerate(names)}
     partners = {}
     for p, q, _ in problems:
         for u, v in ((p, p), (q, q), tuple(sorted((p, q), key=order.get))):
             if v not in partners.setdefault(u, []): partners[u].append(v)
-    spans = {}                                                   # ... as column ranges: consecutive partners merge into one matmul
-    for u, vs in partners.items():
+    spans = {}
+    for u, vs in partners.items():                # consecutive partners merge into one range (one matmul)
         runs = []
         for i in sorted(order[v] for v in vs):
             if runs and runs[-1][1] == i: runs[-1][1] = i + 1
             else: runs.append([i, i + 1])
         spans[u] = [slice(offs[names[i]], offs[names[j - 1]] + sizes[names[j - 1]]) for i, j in runs]
-    # into a flattened [N, N] Gram of which only the blocks (u, v), u <= v, are computed: read K[i, j] at (min, max)
-    upper = lambda R, Cl: (torch.minimum(R[:, :, None], Cl[:, None, :]) * N + torch.maximum(R[:, :, None], Cl[:, None, :])).flatten()
-    flat_tr, flat_te = upper(TI, TI), upper(EI, TI)
-    Ktr = torch.empty(nL, P, n, n, dtype=gram_dtype, device=dev); Kte = torch.empty(nL, P, ne, n, dtype=gram_dtype, device=dev)
-    mus = [None] * nL
+    return spans
+
+# %% ../nbs/03_cav.ipynb #72ec0ce0
+def _layer_chunks(sets:Mapping[str, Mapping[str, Tensor]], names:list[str], layers:list[str], N:int, shared:bool, gram_dtype, dev):
+    "Yield (layer indices, Z [k, N, d] stacked centred activations, mu [k, 1, d]) for a few layers of one width at a time."
     groups = {}                                                  # layers of the same width are stacked and done together
     for li, L in enumerate(layers): groups.setdefault(sets[names[0]][L].shape[1], []).append(li)
-    # a few layers at a time, in buffers reused from chunk to chunk: fresh memory costs a page fault per 4 kB, which
-    # for buffers of tens of MB costs as much as the matmuls
     per_chunk = max(1, 2 ** 21 // (N * N)) if shared else 1     # Gram matrices of up to 8 MB at a time
     for d, lis in groups.items():
         k = max(1, min(per_chunk, 2 ** 21 // (N * d)))            # ... and activations of up to 8 MB
-        Zb = torch.empty(min(k, len(lis)), N, d, dtype=gram_dtype, device=dev)   # [layers, N, d], centred per layer
-        if shared: Gb = (torch.zeros if padded else torch.empty)(len(Zb), N, N, dtype=gram_dtype, device=dev)   # unpadded gathers read only written blocks
+        Zb = torch.empty(min(k, len(lis)), N, d, dtype=gram_dtype, device=dev)   # one buffer per width, reused
         for c0 in range(0, len(lis), k):
             chunk = lis[c0:c0 + k]; Z = Zb[:len(chunk)]
             for j, li in enumerate(chunk): torch.cat([sets[nm][layers[li]].to(dev) for nm in names], out=Z[j])
             mu = Z.mean(1, keepdim=True); Z.sub_(mu)
-            if shared:                                           # only the set pairs some problem uses, all layers of the chunk at once
-                G = Gb[:len(chunk)]
-                for u, sp in spans.items():
-                    ru = slice(offs[u], offs[u] + sizes[u])
-                    for cv in sp:
-                        G[:, ru, cv] = Z[:, ru] @ Z[:, cv].mT
-                G = G.flatten(1)
-            for j, li in enumerate(chunk):
-                if shared:                                       # each problem's blocks of one Gram
-                    torch.index_select(G[j], 0, flat_tr, out=Ktr[li].view(-1)); torch.index_select(G[j], 0, flat_te, out=Kte[li].view(-1))
-                else:
-                    Zg = Z[j][IDX]                                   # [P, n + ne, d]
-                    Kall = torch.bmm(Zg, Zg[:, :n].transpose(1, 2))  # [P, n + ne, n]
-                    Ktr[li], Kte[li] = Kall[:, :n], Kall[:, n:]
-                mus[li] = mu[j, 0].clone()
+            yield chunk, Z, mu
+
+# %% ../nbs/03_cav.ipynb #c7172964
+def _problem_grams(sets:Mapping[str, Mapping[str, Tensor]], names:list[str], layers:list[str], sizes:dict, offs:dict,
+                   problems:Sequence, TI:Tensor, EI:Tensor, padded:bool, gram_dtype, dev, shared:bool|None=None)->tuple:
+    "(K_train [L, P, n, n], K_test [L, P, ne, n], per-layer means [d]) of the centred activations; `shared`: None picks the cheaper way."
+    nL, P, n, ne, N = len(layers), len(TI), TI.shape[1], EI.shape[1], sum(sizes.values())
+    if shared is None: shared = N * N <= 2 * P * (n + ne) * n
+    if shared:                                                   # into a flattened [N, N] Gram whose upper blocks are computed
+        spans = _gram_spans(problems, names, sizes, offs)
+        upper = lambda R, Cl: (torch.minimum(R[:, :, None], Cl[:, None, :]) * N + torch.maximum(R[:, :, None], Cl[:, None, :])).flatten()
+        flat_tr, flat_te = upper(TI, TI), upper(EI, TI)
+    IDX = torch.cat([TI, EI], 1)
+    Ktr = torch.empty(nL, P, n, n, dtype=gram_dtype, device=dev); Kte = torch.empty(nL, P, ne, n, dtype=gram_dtype, device=dev)
+    mus, Gb = [None] * nL, None
+    for chunk, Z, mu in _layer_chunks(sets, names, layers, N, shared, gram_dtype, dev):
+        if shared:                                               # only the set pairs some problem uses, all layers of the chunk at once
+            if Gb is None or len(Gb) < len(chunk):               # unpadded gathers read only written blocks; padded ones read zeros
+                Gb = (torch.zeros if padded else torch.empty)(len(chunk), N, N, dtype=gram_dtype, device=dev)
+            G = Gb[:len(chunk)]
+            for u, sp in spans.items():
+                ru = slice(offs[u], offs[u] + sizes[u])
+                for cv in sp: G[:, ru, cv] = Z[:, ru] @ Z[:, cv].mT
+            G = G.flatten(1)
+        for j, li in enumerate(chunk):
+            if shared:
+                torch.index_select(G[j], 0, flat_tr, out=Ktr[li].view(-1)); torch.index_select(G[j], 0, flat_te, out=Kte[li].view(-1))
+            else:
+                Zg = Z[j][IDX]                                   # [P, n + ne, d]
+                Kall = torch.bmm(Zg, Zg[:, :n].transpose(1, 2))  # [P, n + ne, n]
+                Ktr[li], Kte[li] = Kall[:, :n], Kall[:, n:]
+            mus[li] = mu[j, 0].clone()
+    return Ktr, Kte, mus
+
+# %% ../nbs/03_cav.ipynb #408c6937
+def _solve_classifier(classifier:str, Ktr:Tensor, TY:Tensor, TS:Tensor, C:float, max_iter:int, tol:float, dtype)->tuple[Tensor, Tensor, int]:
+    "Dual coefficients [L, P, n] and bias [L, P] of every problem at every layer, and the Newton steps taken (0 for mean_diff)."
+    nL, P, n = Ktr.shape[:3]
     if classifier == "logistic":
         Kh = Ktr.reshape(nL * P, n, n)
         a, b, steps = dual_logistic(Kh.to(dtype), TY.repeat(nL, 1), TS.repeat(nL, 1), C=C, max_iter=max_iter, tol=tol, K_low=Kh)
-        cf = (a * TS.repeat(nL, 1)).reshape(nL, P, n); b = b.reshape(nL, P)
-    else:
-        steps = 0
-        npos = ((TY > 0) * TS).sum(1); nneg = ((TY < 0) * TS).sum(1)
-        cf = (torch.where(TY > 0, 1 / npos[:, None], -1 / nneg[:, None]) * TS).expand(nL, P, n).contiguous()
-        ftr = torch.einsum("lpmn,lpn->lpm", Ktr.to(dtype), cf)                # f on the training rows, before the bias
-        mp = ((ftr * ((TY > 0) * TS)).sum(2) / npos); mn = ((ftr * ((TY < 0) * TS)).sum(2) / nneg)
-        b = -(mp + mn) / 2                                         # threshold halfway between the class means
-    # held-out decision values: f = K[test, train] @ coef + b
+        return (a * TS.repeat(nL, 1)).reshape(nL, P, n), b.reshape(nL, P), steps
+    npos = ((TY > 0) * TS).sum(1); nneg = ((TY < 0) * TS).sum(1)
+    cf = (torch.where(TY > 0, 1 / npos[:, None], -1 / nneg[:, None]) * TS).expand(nL, P, n).contiguous()
+    ftr = torch.einsum("lpmn,lpn->lpm", Ktr.to(dtype), cf)                # f on the training rows, before the bias
+    mp = ((ftr * ((TY > 0) * TS)).sum(2) / npos); mn = ((ftr * ((TY < 0) * TS)).sum(2) / nneg)
+    return cf, -(mp + mn) / 2, 0                                           # threshold halfway between the class means
+
+# %% ../nbs/03_cav.ipynb #c8b58a0d
+def _heldout_accuracy(Kte:Tensor, cf:Tensor, b:Tensor, EY:Tensor, ES:Tensor, dtype)->Tensor:
+    "[L, P] accuracy on the held-out rows (f = K[test, train] @ coef + b > 0 predicts +1); NaN without held-out rows."
+    nL, P, ne = Kte.shape[:3]
     fte = torch.stack([torch.bmm(Kte[li].to(dtype), cf[li][..., None])[..., 0] for li in range(nL)]) + b[..., None]
     correct = ((fte > 0) == (EY > 0)).to(dtype) * ES
-    acc = correct.sum(2) / ES.sum(1) if ne and ES.sum() > 0 else torch.full((nL, P), float("nan"), dtype=dtype)
+    return correct.sum(2) / ES.sum(1) if ne and ES.sum() > 0 else torch.full((nL, P), float("nan"), dtype=dtype)
+
+def _primal_weights(sets:Mapping[str, Mapping[str, Tensor]], names:list[str], layers:list[str], TI:Tensor, TS:Tensor, cf:Tensor,
+                    b:Tensor, mus:list, offs:dict, sizes:dict, gram_dtype, dtype, dev)->tuple[dict, Tensor]:
+    "({layer: w [P, d]}, bias [L, P]) in activation space: w = sum_i coef_i z_i (centred), bias for uncentred inputs."
+    nL, P, n = cf.shape
     W, bias = {}, torch.empty(nL, P, dtype=dtype, device=dev)
-    dense = torch.zeros(nL, P, N, dtype=gram_dtype, device=dev).scatter_add_(2, TI.expand(nL, P, n), (cf * TS).to(gram_dtype))   # [L, P, N]
-    for li, L in enumerate(layers):               # w = sum_i coef_i z_i over the centred activations, set by set (no [N, d] copy)
+    dense = torch.zeros(nL, P, sum(sizes.values()), dtype=gram_dtype, device=dev).scatter_add_(2, TI.expand(nL, P, n), (cf * TS).to(gram_dtype))
+    for li, L in enumerate(layers):
         W[L] = torch.zeros(P, len(mus[li]), dtype=gram_dtype, device=dev)
         for nm in names:
             W[L].addmm_(dense[li, :, offs[nm]:offs[nm] + sizes[nm]], sets[nm][L].to(dev, gram_dtype) - mus[li])
         bias[li] = b[li] - W[L].to(dtype) @ mus[li].to(dtype)          # back to uncentred activations
-    bad = [L for L in layers if not bool(torch.isfinite(W[L]).all())]
-    if bad: raise FloatingPointError(f"the CAV fit gave NaN/inf weights at {bad[:3]}{' ...' if len(bad) > 3 else ''}: please report this with the activations' norms")
+    if bad := [L for L in layers if not bool(torch.isfinite(W[L]).all())]:
+        raise FloatingPointError(f"the CAV fit gave NaN/inf weights at {bad[:3]}{' ...' if len(bad) > 3 else ''}: please report this with the activations' norms")
+    return W, bias
+
+# %% ../nbs/03_cav.ipynb #32d37593
+def _fit_problems(sets:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: [n, d]}
+                  problems:Sequence[tuple[str, str, int]], # (positive set, negative set, split salt)
+                  layers=None, classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0,
+                  max_iter:int=100, tol:float=1e-10, device=None, dtype=torch.float64, gram_dtype=torch.float32):
+    "Fit every problem at every layer in one batch: (layers, w {layer: [P, d]}, bias [L, P], acc [L, P], info)."
+    layers = _check_fit(sets, problems, layers, classifier, C, test_frac, seed)
+    names = list(sets)
+    dev = torch.device(device) if device is not None else next(iter(sets.values()))[layers[0]].device
+    sizes = {nm: len(sets[nm][layers[0]]) for nm in names}
+    offs = dict(zip(names, np.cumsum([0] + [sizes[nm] for nm in names[:-1]]).tolist()))   # each set's first row in the stack
+    keys = {nm: set_key(sets[nm]) for nm in names}
+    (TI, TS), (TY, _), (EI, ES), (EY, _) = (_pad_rows(x, dtype, dev) for x in _problem_rows(problems, sizes, offs, keys, test_frac, seed))
+    TY, EY = TY.to(dtype), EY.to(dtype)
+    Ktr, Kte, mus = _problem_grams(sets, names, layers, sizes, offs, problems, TI, EI, not bool(TS.all() and ES.all()), gram_dtype, dev)
+    cf, b, steps = _solve_classifier(classifier, Ktr, TY, TS, C, max_iter, tol, dtype)
+    acc = _heldout_accuracy(Kte, cf, b, EY, ES, dtype)
+    W, bias = _primal_weights(sets, names, layers, TI, TS, cf, b, mus, offs, sizes, gram_dtype, dtype, dev)
     info = dict(newton_steps=steps, n_train=int(TS.sum(1).max()), n_test=int(ES.sum(1).max()) if ES.numel() else 0,
                 split_keys=keys, sizes=sizes)
     return layers, W, bias, acc, info
@@ -541,6 +594,8 @@ def _pack(layers, W, bias, acc, nC, nR, concepts, runs, meta, negatives, problem
                   bias=bias.reshape(len(layers), nC, nR).float().cpu(),
                   meta={**meta, "negatives": negatives, "problems": [list(p) for p in problems]})
 
+
+# %% ../nbs/03_cav.ipynb #3a456197
 def fit_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hook: [n_c, d]} (`collect` output)
              randoms:Sequence[Mapping[str, Tensor]]|Mapping[str, Mapping[str, Tensor]], # R random sets (list or name -> acts)
              layers:str|Sequence[str]|None=None, # hooks to fit (default: every hook of the first concept)
