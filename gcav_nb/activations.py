@@ -39,6 +39,7 @@ class Captured(dict):
             raise GcavInputError(f"hook(s) {m} did not fire during the forward pass; they exist in the model but the "
                                  f"input never reached them (a gated hook, a branch not taken, or stop_at_layer)")
 
+# %% ../nbs/02_activations.ipynb #c2df2628
 @contextmanager
 def capture(model, # a hooked model (`load_model` / `wrap_module`)
             hooks:str|list[str]|Callable, # hook names, a glob like `blocks.*.hook_resid_post`, or a predicate
@@ -72,6 +73,32 @@ def _left_align(am:Tensor)->Tensor:
     key = (1 - am.long()) * pos + torch.arange(pos, device=am.device)
     return key.argsort(dim=1)
 
+# %% ../nbs/02_activations.ipynb #a9eaaf62
+def _pool_weights(act:Tensor, am:Tensor, pooling, tokens:Tensor|None, bos_id:int|None)->tuple[Tensor, Tensor]:
+    "(activations, [b, pos] weights) of a weighted-mean pooling: 'mean' (BOS left out), a callable, or a left-aligned mask."
+    b, pos = am.shape
+    if isinstance(pooling, str) and pooling == "mean":
+        w = am.clone()
+        if tokens is not None and bos_id is not None:
+            first = _left_align(am)[:, 0]
+            r = torch.arange(b, device=act.device)
+            drop = (tokens.to(act.device)[r, first] == bos_id) & (am.sum(1) > 1)
+            w[r[drop], first[drop]] = 0
+    elif callable(pooling):
+        w = torch.as_tensor(pooling(tokens, am)).to(act.device)
+        if w.shape != (b, pos): raise GcavInputError(f"pooling callable returned shape {tuple(w.shape)}; expected {(b, pos)}")
+        w = w * am
+    elif isinstance(pooling, Tensor):   # a [b, pos'] mask, left-aligned positions
+        order = _left_align(am)
+        act = act.gather(1, order[..., None].expand_as(act))
+        m = torch.zeros(b, pos, dtype=act.dtype, device=act.device)
+        k = min(pos, pooling.shape[1])
+        m[:, :k] = pooling[:, :k].to(act.device, act.dtype)
+        w = m * am.gather(1, order).to(act.dtype)
+    else: raise GcavInputError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}, a mask tensor or a callable")
+    return act, w.to(act.dtype)
+
+# %% ../nbs/02_activations.ipynb #4770e8bf
 def pool(act:Tensor, # [b, pos, ...] activation of one hook
          attention_mask:Tensor, # [b, pos] 1 for real tokens (left or right padding)
          pooling="last", # "last", "mean", "all", a [b, pos'] weight tensor (left-aligned) or callable
@@ -89,26 +116,7 @@ def pool(act:Tensor, # [b, pos, ...] activation of one hook
         order = _left_align(am)
         out = act.gather(1, order[..., None].expand_as(act))
         return out * am.gather(1, order)[..., None].to(out.dtype)
-    if isinstance(pooling, str) and pooling == "mean":
-        w = am.clone()
-        if tokens is not None and bos_id is not None:
-            first = _left_align(am)[:, 0]
-            r = torch.arange(b, device=act.device)
-            drop = (tokens.to(act.device)[r, first] == bos_id) & (am.sum(1) > 1)
-            w[r[drop], first[drop]] = 0
-    elif callable(pooling):
-        w = torch.as_tensor(pooling(tokens, attention_mask)).to(act.device)
-        if w.shape != (b, pos): raise GcavInputError(f"pooling callable returned shape {tuple(w.shape)}; expected {(b, pos)}")
-        w = w * am
-    elif isinstance(pooling, Tensor):   # a [b, pos'] mask, left-aligned positions
-        order = _left_align(am)
-        act = act.gather(1, order[..., None].expand_as(act))
-        m = torch.zeros(b, pos, dtype=act.dtype, device=act.device)
-        k = min(pos, pooling.shape[1])
-        m[:, :k] = pooling[:, :k].to(act.device, act.dtype)
-        w = m * am.gather(1, order).to(act.dtype)
-    else: raise GcavInputError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}, a mask tensor or a callable")
-    w = w.to(act.dtype)
+    act, w = _pool_weights(act, am, pooling, tokens, bos_id)
     tot = w.sum(1, keepdim=True)
     if (tot == 0).any():
         raise GcavInputError(f"pooling weights are zero on every real token of batch row(s) {(tot[:, 0] == 0).nonzero()[:, 0].tolist()}")
@@ -145,6 +153,7 @@ class Activations(dict):
         shapes = {k: tuple(v.shape) for k, v in self.items()}
         return f"Activations({shapes}, meta={self.meta})"
 
+# %% ../nbs/02_activations.ipynb #ec83ccb9
 def _sha(*parts)->str:
     h = hashlib.sha256()
     for p in parts: h.update(p if isinstance(p, bytes) else str(p).encode())
@@ -158,6 +167,7 @@ def tensor_digest(t:Tensor, # any tensor (any dtype, any device)
     if t.numel(): h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
+# %% ../nbs/02_activations.ipynb #4c24455c
 def _as_examples(data, name:str|None=None):
     "(examples, kind 'text'|'tensor', data hash, name) from a ConceptSet, list of str or tensor; errors name the set."
     name = getattr(data, "name", None) or name
