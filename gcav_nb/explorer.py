@@ -187,37 +187,42 @@ class Explorer:
             self.results = new if self.results is None else check_results(pd.concat([self.results, new], ignore_index=True))
         return self.results
 
-    @property
-    def all_layers(self) -> list[int]:
-        "Layers available for the current selection."
-        r = self._rows()
-        return sorted(r[(r.model == self.model) & (r.concept == self.concept) & (r.target == self.target)].layer.unique().tolist())
+# %% ../nbs/07_explorer.ipynb #a9a956da
+@patch(as_prop=True)
+def all_layers(self:Explorer) -> list[int]:
+    "Layers available for the current selection."
+    r = self._rows()
+    return sorted(r[(r.model == self.model) & (r.concept == self.concept) & (r.target == self.target)].layer.unique().tolist())
 
-    def update(self):
-        "Recompute figure, report and summary from the current selection."
-        df = self._rows()
-        ls = self.all_layers
-        if self.layers is not None:                       # keep the range inside what this selection has
-            lo, hi = max(self.layers[0], ls[0]), min(self.layers[1], ls[-1])
-            self.layers = (lo, hi) if lo <= hi else None
-        self.figure = plot_layer_curves(df, self.model, self.concept, self.target, self.layers)
-        self.report = layer_report(df, self.model, self.concept, self.target, self.layers)
-        self.summary = stability_summary(self.report)
-        return self
+# %% ../nbs/07_explorer.ipynb #215b2957
+@patch
+def update(self:Explorer):
+    "Recompute figure, report and summary from the current selection."
+    df = self._rows()
+    ls = self.all_layers
+    if self.layers is not None:                       # keep the range inside what this selection has
+        lo, hi = max(self.layers[0], ls[0]), min(self.layers[1], ls[-1])
+        self.layers = (lo, hi) if lo <= hi else None
+    self.figure = plot_layer_curves(df, self.model, self.concept, self.target, self.layers)
+    self.report = layer_report(df, self.model, self.concept, self.target, self.layers)
+    self.summary = stability_summary(self.report)
+    return self
 
-    def select(self, model=None, concept=None, target=None, layers=None):
-        "Change any part of the selection (unknown names raise) and update."
-        for k, v in (('model', model), ('concept', concept), ('target', target)):
-            if v is not None:
-                if v not in self.choices[k]: raise UnknownNameError(f"unknown {k} {v!r}; known: {self.choices[k][:10]}")
-                setattr(self, k, v)
-        if layers is not None:
-            lo, hi = layers
-            if lo > hi: raise GcavInputError(f"layer range {layers} is empty: first > last")
-            self.layers = (int(lo), int(hi))
-        self.update()
-        if self._widgets is not None: self._render()
-        return self
+# %% ../nbs/07_explorer.ipynb #3fdce459
+@patch
+def select(self:Explorer, model=None, concept=None, target=None, layers=None):
+    "Change any part of the selection (unknown names raise) and update."
+    for k, v in (('model', model), ('concept', concept), ('target', target)):
+        if v is not None:
+            if v not in self.choices[k]: raise UnknownNameError(f"unknown {k} {v!r}; known: {self.choices[k][:10]}")
+            setattr(self, k, v)
+    if layers is not None:
+        lo, hi = layers
+        if lo > hi: raise GcavInputError(f"layer range {layers} is empty: first > last")
+        self.layers = (int(lo), int(hi))
+    self.update()
+    if self._widgets is not None: self._render()
+    return self
 
 # %% ../nbs/07_explorer.ipynb #3c3f6184
 @patch
