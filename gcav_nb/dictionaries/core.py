@@ -70,6 +70,7 @@ def store_hook(store:ActivationStore, # a built store
     if hook not in store.hooks: raise UnknownNameError(f"the store has no hook {hook!r}; it has {store.hooks}")
     return hook
 
+# %% ../../nbs/2_dictionaries/20_core.ipynb #16217850
 def data_width(data:ActivationStore|Tensor, # an activation store, or a float tensor [n, d]
                hook:str|None=None, # the store's hook
               )->tuple[str|None, int]:
@@ -82,7 +83,7 @@ def data_width(data:ActivationStore|Tensor, # an activation store, or a float te
         return hook, data.shape[1]
     raise TypeError(f"data must be an ActivationStore or a float tensor [n, d], got {type(data).__name__}")
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #e3162089
+# %% ../../nbs/2_dictionaries/20_core.ipynb #88dc80f7
 def excluded_tokens(store:ActivationStore, # the store whose rows are filtered
                     exclude_tokens:str|list[int]|None="bos", # "bos", token ids, or None
                    )->list[int]:
@@ -107,7 +108,7 @@ def _epoch_rows(data, hook, batch_size:int, seed:int, excl:list[int], shuffle:bo
     for x, t in data.batches(hook, batch_size, shuffle=shuffle, seed=seed, with_tokens=True):
         yield x[~torch.isin(t, ex)] if len(ex) else x
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #16217850
+# %% ../../nbs/2_dictionaries/20_core.ipynb #c868900e
 def activation_batches(data:ActivationStore|Tensor, # an activation store, or a float tensor [n, d]
                        hook:str|None=None, # the store's hook (None: its only hook)
                        batch_size:int=1024, # rows per batch (every batch has exactly this many)
@@ -135,7 +136,7 @@ def _rebatch(data, hook, batch_size:int, seed:int, excl:list[int], shuffle:bool,
         e += 1
     if buf and len(rest := torch.cat(buf)): yield rest
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #a3e010df
+# %% ../../nbs/2_dictionaries/20_core.ipynb #b37671d1
 _LOG = {"losses/overall_loss": "loss", "losses/mse_loss": "mse_loss", "metrics/l0": "l0", "metrics/explained_variance": "explained_variance",
         "sparsity/dead_features": "dead", "details/current_learning_rate": "lr"}
 
@@ -156,7 +157,7 @@ def _metadata(sae:TrainingSAE, data, hook:str|None, seed:int, tokens:int, excl:s
     else: m.hook_name = hook
     m.gcav_seed, m.gcav_training_tokens, m.gcav_exclude_tokens = seed, tokens, excl
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #fbc9ba32
+# %% ../../nbs/2_dictionaries/20_core.ipynb #1bf82a4b
 def _dist()->tuple[int, int]:
     "(rank, world size): (0, 1) without torch.distributed."
     d = torch.distributed
@@ -183,7 +184,7 @@ def _scale_factor(it:Iterator[Tensor], n_batches:int, d:int)->float:
     if _dist()[1] > 1: torch.distributed.all_reduce(tot)
     return d ** 0.5 / float(tot[0] / tot[1])
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #b37671d1
+# %% ../../nbs/2_dictionaries/20_core.ipynb #9e51ded7
 def inference_sae(sae:SAE, # a sae-lens SAE (a training SAE is converted; an inference SAE is returned as it is)
                  )->SAE:
     "The inference form sae-lens saves for a training SAE (BatchTopK becomes JumpReLU with its learned threshold), in eval mode."
@@ -193,7 +194,7 @@ def inference_sae(sae:SAE, # a sae-lens SAE (a training SAE is converted; an inf
     with tempfile.TemporaryDirectory() as d:                            # sae-lens's own path: save_inference_model, load_from_disk
         sae.save_inference_model(d); return SAE.load_from_disk(d, device=str(sae.device)).eval()
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #5609446a
+# %% ../../nbs/2_dictionaries/20_core.ipynb #f4a2e5c2
 def train_sae(data:ActivationStore|Tensor, # an activation store (built with prepend_bos=True), or a float tensor [n, d]
               hook:str|None=None, # the store's hook (None: its only hook)
               architecture:str="topk", # "standard", "topk", "batchtopk" or "jumprelu" (ignored when `sae` is given)
@@ -239,7 +240,7 @@ def train_sae(data:ActivationStore|Tensor, # an activation store (built with pre
     trainer.set_final_sae_metadata(); _metadata(sae, data, hook, seed, steps * batch_size, exclude_tokens)
     return inference_sae(sae), pd.DataFrame(rows)
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #acc233f5
+# %% ../../nbs/2_dictionaries/20_core.ipynb #a13a8dda
 def save_sae(sae:SAE, # a trained SAE (training or inference class)
              path:str|Path, # the folder to write (replaced if it exists)
             )->Path:
@@ -249,6 +250,7 @@ def save_sae(sae:SAE, # a trained SAE (training or inference class)
     def write(tmp:Path): (sae.save_inference_model if isinstance(sae, TrainingSAE) else sae.save_model)(tmp)
     return atomic_folder(path, write)
 
+# %% ../../nbs/2_dictionaries/20_core.ipynb #87bf0c5f
 def load_sae(path:str|Path, # a folder written by `save_sae` or by sae-lens
              device:str="cpu", # where to load it
             )->SAE:
@@ -261,7 +263,7 @@ def load_sae(path:str|Path, # a folder written by `save_sae` or by sae-lens
     if not all(all_finite(p.detach()) for p in sae.parameters()): raise GcavInputError(f"the SAE at {str(path)!r} has NaN/inf weights")
     return sae.eval()
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #742c9319
+# %% ../../nbs/2_dictionaries/20_core.ipynb #f48c4583
 def hook_dim(model, # a language model (TransformerBridge)
              hook:str, # one hook name
             )->int:
@@ -271,7 +273,7 @@ def hook_dim(model, # a language model (TransformerBridge)
     with torch.no_grad(), capture(model, names) as acts: model(torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device))
     return int(acts[names[0]].shape[-1])
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #41518caf
+# %% ../../nbs/2_dictionaries/20_core.ipynb #020b4df9
 @dataclasses.dataclass
 class SAEEval:
     "What `evaluate_sae` measured for one SAE: the scalar `metrics`, and per-latent / per-row arrays for the dashboard."
@@ -288,7 +290,7 @@ class SAEEval:
                 f"CE recovered {m['ce_recovered']:.3f} ({m['ce_clean']:.3f} clean, {m['ce_sae']:.3f} spliced, {m['ce_zero']:.3f} zero-ablated), "
                 f"dead {m['dead']:.1%}, dense {m['dense']:.1%} over {m['n_rows']:,} rows")
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #bbc06071
+# %% ../../nbs/2_dictionaries/20_core.ipynb #4e9ea1e0
 class _Splice:
     "The replace_fn for ce_loss_recovered: x -> SAE(x) at kept rows, accumulating the reconstruction statistics."
     def __init__(self, sae:SAE, keep:Tensor):
@@ -311,12 +313,13 @@ class _Splice:
         out = act.clone(); out[keep] = xh
         return out
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #f26c54be
+# %% ../../nbs/2_dictionaries/20_core.ipynb #e161e048
 def _eval_tokens(tokens)->Tensor:
     if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.is_floating_point(): raise GcavInputError(f"tokens must be an int tensor [batch, pos] of held-out blocks, got {getattr(tokens, 'dtype', type(tokens).__name__)} {tuple(getattr(tokens, 'shape', ()))}")
     if tokens.numel() == 0 or tokens.shape[1] < 2: raise GcavInputError(f"tokens must hold at least one block of 2+ tokens, got shape {tuple(tokens.shape)}")
     return tokens.long().cpu()
 
+# %% ../../nbs/2_dictionaries/20_core.ipynb #980a83fe
 def evaluate_sae(sae:SAE, # a trained SAE (training or inference class)
                  model, # the language model it was trained on (TransformerBridge)
                  tokens:Int[Tensor, "batch pos"], # held-out token blocks (`store.token_blocks` of documents not trained on)
@@ -346,7 +349,7 @@ def evaluate_sae(sae:SAE, # a trained SAE (training or inference class)
              ce_clean=ce["ce_clean"], ce_sae=ce["ce_replaced"], ce_zero=ce["ce_ablated"], ce_recovered=ce["recovered"], n_rows=n)
     return SAEEval(name or f"{sae.cfg.architecture()} {sae.cfg.d_sae}", m, sp.fire / n, torch.cat(sp.l0s), torch.cat(sp.xn), torch.cat(sp.xhn))
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #e1e30daa
+# %% ../../nbs/2_dictionaries/20_core.ipynb #5c131afc
 def top_contexts(sae:SAE, # a trained SAE
                  store:ActivationStore, # the activations to search (rows in stored order)
                  model, # its language model (for the tokenizer)
@@ -378,7 +381,7 @@ def top_contexts(sae:SAE, # a trained SAE
             out.append(dict(latent=l, rank=rank + 1, activation=a, token=dec(toks[row:row + 1]), context=dec(toks[start:row]) + "[[" + dec(toks[row:row + 1]) + "]]"))
     return pd.DataFrame(out, columns=["latent", "rank", "activation", "token", "context"])
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #0309b1a2
+# %% ../../nbs/2_dictionaries/20_core.ipynb #a8e3f1f8
 def vocab_projection(sae:SAE, # an SAE on the residual stream (d_in = d_model)
                      model, # its language model
                      latents:list[int], # latents to project
@@ -395,7 +398,7 @@ def vocab_projection(sae:SAE, # an SAE on the residual stream (d_in = d_model)
     dec = model.tokenizer.decode
     return pd.DataFrame(dict(latent=lat, tokens=[[dec([t]) for t in row] for row in top.indices.tolist()], logits=top.values.float().cpu().tolist()))
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #5c131afc
+# %% ../../nbs/2_dictionaries/20_core.ipynb #7f12f498
 def dashboard(ev:SAEEval, # from `evaluate_sae`
               contexts:pd.DataFrame|None=None, # from `top_contexts` (its first context per latent is shown)
               vocab:pd.DataFrame|None=None, # from `vocab_projection`
@@ -422,5 +425,5 @@ def dashboard(ev:SAEEval, # from `evaluate_sae`
     fig.suptitle(ev.name); fig.tight_layout()
     return fig
 
-# %% ../../nbs/2_dictionaries/20_core.ipynb #a8e3f1f8
+# %% ../../nbs/2_dictionaries/20_core.ipynb #c1da3b41
 document_params(globals());
