@@ -5,7 +5,8 @@ runs, a CRC-32 per tensor, manifest) vs a bare forward over the same blocks.
 1. Throughput: `store_over_forward` = bare time / store time over the same tokens (> 1 would be faster; goal >= 0.9).
    The bare reference streams the same `token_blocks` and runs the same batches, stopped after the same last hook
    (what a loop without the store would do), so the ratio is the cost of keeping the activations. Wall clock,
-   interleaved, best of 3, torch on 1 thread. A full forward (no early stop; timed once: tiny-llama's 49k-token
+   interleaved, best of 3, torch on 1 thread; the CPU-time ratio (all threads of the process, so the store's writer
+   thread counts) is printed beside it, because wall clock on a shared machine depends on who else runs. A full forward (no early stop; timed once: tiny-llama's 49k-token
    unembedding makes it slow) is printed too.
 2. Memory: peak RSS of a whole build at 100k and at 1M tokens, each in a fresh subprocess (`--child`); the ratio
    `store_rss_1m_over_100k` (goal <= 1.2: memory flat as n_tokens grows) and both figures are printed.
@@ -59,19 +60,23 @@ def child(name, hooks, n, shard):
         print(json.dumps(dict(n=len(st), seconds=dt, rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
     finally: shutil.rmtree(d)
 
+def cpu_s():
+    "CPU seconds of this process so far (all its threads: the store's writer thread counts)."
+    r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
+
 def ratio(name, hooks, n, shard, full=True):
-    "(store wall s, bare wall s, full-forward wall s or None), best of 3, interleaved."
+    "(store wall s, bare wall s, full-forward wall s or None, store CPU s, bare CPU s), best of 3, interleaved."
     model = load_model(name, device="cpu"); corpus = text_corpus("brown"); names = resolve_hooks(model, hooks)
-    d = Path(tempfile.mkdtemp()); ts, tb, tf = [], [], []
+    d = Path(tempfile.mkdtemp()); ts, tb, tf, cs, cb = [], [], [], [], []
     try:
         bare(model, corpus, names, n // 4); build(model, corpus, hooks, n // 4, d/"warm", shard)     # warm-up
         for r in range(3):
-            t = time.perf_counter(); bare(model, corpus, names, n); tb.append(time.perf_counter() - t)
-            t = time.perf_counter(); build(model, corpus, hooks, n, d/f"s{r}", shard); ts.append(time.perf_counter() - t)
+            t, c = time.perf_counter(), cpu_s(); bare(model, corpus, names, n); tb.append(time.perf_counter() - t); cb.append(cpu_s() - c)
+            t, c = time.perf_counter(), cpu_s(); build(model, corpus, hooks, n, d/f"s{r}", shard); ts.append(time.perf_counter() - t); cs.append(cpu_s() - c)
             if full and r == 0: t = time.perf_counter(); bare(model, corpus, names, n, stop=False); tf.append(time.perf_counter() - t)
             shutil.rmtree(d/f"s{r}")
     finally: shutil.rmtree(d)
-    return min(ts), min(tb), min(tf) if full else None
+    return min(ts), min(tb), min(tf) if full else None, min(cs), min(cb)
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument("--size", default="cpu", choices=list(SIZES))
@@ -88,12 +93,13 @@ def main():
     rows.append([f"store_rss_{hi // 1000}k_over_{lo // 1000}k", mem[hi]["rss_mb"], f"peak RSS at {lo:,} tokens (MB)", mem[lo]["rss_mb"], round(rss, 3), "<= 1.2"])
     print(f"peak RSS {hi:,} / {lo:,} tokens: {rss:.3f}x (goal <= 1.2)")
     if s["smollm2"]:
-        t_s, t_b, _ = ratio(*SMOL, s["smollm2"], s["shard"], full=False)
-        print(f"smollm2-135m blocks 0-1, {s['smollm2']:,} tokens: store {t_s:.2f} s, bare forward to blocks.1 {t_b:.2f} s ({t_b / t_s:.3f}x)")
+        t_s, t_b, _, c_s, c_b = ratio(*SMOL, s["smollm2"], s["shard"], full=False)
+        print(f"smollm2-135m blocks 0-1, {s['smollm2']:,} tokens: store {t_s:.2f} s, bare forward to blocks.1 {t_b:.2f} s ({t_b / t_s:.3f}x); "
+              f"CPU time (all threads) store {c_s:.2f} s, bare {c_b:.2f} s ({c_b / c_s:.3f}x)")
         rows.append(["store_over_forward_smollm2", t_s, "bare forward to blocks.1 (same blocks)", t_b, round(t_b / t_s, 3), ">= 0.9"])
-    t_s, t_b, t_f = ratio(*TINY, s["n"], s["shard"])
+    t_s, t_b, t_f, c_s, c_b = ratio(*TINY, s["n"], s["shard"])
     print(f"{TINY[0]} 4 hooks, {s['n']:,} tokens: store {t_s:.2f} s ({s['n'] / t_s:,.0f} tokens/s), bare forward to the last hook {t_b:.2f} s, "
-          f"full forward {t_f:.2f} s; store vs full forward {t_f / t_s:.3f}x")
+          f"full forward {t_f:.2f} s; store vs full forward {t_f / t_s:.3f}x; CPU time (all threads) store {c_s:.2f} s, bare {c_b:.2f} s ({c_b / c_s:.3f}x)")
     rows.append(["store_over_forward", t_s, "bare forward to the last hook (same blocks)", t_b, round(t_b / t_s, 3), ">= 0.9"])
     append_results(rows, a.size)
     print(f"store_over_forward: {t_b / t_s:.3f}x (goal >= 0.9)")
