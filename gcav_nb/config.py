@@ -198,18 +198,21 @@ def _line_comment(line:str)->str|None:
 def _arg_comments(node:ast.AST, lines:list[str])->dict[str, str]:
     "Parameter (and 'return') -> its comment, for one def (or a dataclass's fields), as docments reads them."
     if isinstance(node, ast.ClassDef):
-        locs = {a.lineno: a.target.id for a in node.body if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)}
+        named = [(a.lineno, a.target.id) for a in node.body if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)]
     else:
         a = node.args
-        locs = {x.lineno: x.arg for x in [*a.posonlyargs, *a.args, *filter(None, [a.vararg]), *a.kwonlyargs, *filter(None, [a.kwarg])]}
-        if node.returns is not None: locs[node.returns.lineno] = "return"
+        named = [(x.lineno, x.arg) for x in [*a.posonlyargs, *a.args, *filter(None, [a.vararg]), *a.kwonlyargs, *filter(None, [a.kwarg])]]
+        if node.returns is not None: named.append((node.returns.lineno, "return"))
+    locs = {}   # line -> every name on it: one comment documents all the parameters of its line, as docments does
+    for line, name in named: locs.setdefault(line, []).append(name)
     out = {}
-    for line, name in locs.items():
+    for line, names in locs.items():
         c = _line_comment(lines[line - 1])
-        if c is not None: out[name] = c; continue
-        above = []   # else: the comment-only lines just above
-        while line > 1 and line - 1 not in locs and lines[line - 2].lstrip().startswith("#"): line -= 1; above.insert(0, lines[line - 1].strip()[1:].strip())
-        if above: out[name] = " ".join(above)
+        if c is None:   # else: the comment-only lines just above
+            above = []
+            while line > 1 and line - 1 not in locs and lines[line - 2].lstrip().startswith("#"): line -= 1; above.insert(0, lines[line - 1].strip()[1:].strip())
+            c = " ".join(above) or None
+        if c is not None: out.update(dict.fromkeys(names, c))
     return out
 
 def _param_docs(src:str)->dict[tuple, dict[str, str]]:
@@ -261,6 +264,14 @@ def _documentable(ns:dict)->list[tuple]:
         out += [(m, key(m)) for k, m in vars(c).items() if not k.startswith("_") and ours(m)]  # @patch'ed ones too
     return out
 
+def _delegated_docs(obj)->dict[str, str]:
+    "Comments of the parameters `obj` takes from the function it delegates to (fastcore `delegates`: `__delwrap__`), recursively."
+    to = getattr(obj, "__delwrap__", None)
+    if to is None: return {}
+    try: own = next(iter(_param_docs(inspect.getsource(to)).values()), {})
+    except (TypeError, OSError, SyntaxError): own = {}
+    return {**_delegated_docs(to), **own}
+
 def document_params(ns:dict|types.ModuleType, # a module, or a module's `globals()`
                    )->int:
     "Append the parameters' docments comments to `__doc__` of what `ns` defines; returns how many were changed."
@@ -275,6 +286,7 @@ def document_params(ns:dict|types.ModuleType, # a module, or a module's `globals
             sig = inspect.signature(obj)
             d = docs.get(key, {}) if docs is not None else next(iter(_param_docs(inspect.getsource(obj)).values()), {})
         except (TypeError, ValueError, OSError, SyntaxError): continue
+        d = {**_delegated_docs(obj), **d}
         if not d: continue   # nothing to add to what the signature already shows
         obj.__doc__ = f"{doc}\n\n{_args_section(sig, d)}" if doc else _args_section(sig, d); n += 1
     return n

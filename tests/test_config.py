@@ -122,3 +122,16 @@ def test_config_documents_itself():
     from gcav_nb import config
     h = pydoc.render_doc(config.cache_dir, renderer=pydoc.plaintext)
     assert "sub-folders under the cache root" in h and "make the folder if it is missing" in h
+
+def test_document_params_follows_delegates_and_shares_a_line_comment(tmp_path):
+    "A parameter taken through fastcore `delegates` gets its delegate's comment; one comment documents every parameter on its line."
+    import importlib.util
+    from gcav_nb.tcav import tcav
+    assert "activation cache" in tcav.__doc__
+    f = tmp_path / "m_doc.py"
+    f.write_text("from fastcore.meta import delegates\nfrom gcav_nb.config import document_params\n"
+                 "def base(a, # the a\n         b=1, # the b\n        ):\n    'Base.'\n\n"
+                 "@delegates(base)\ndef wrap(x, y, # both coordinates\n         **kwargs):\n    'Wrap.'\n\ndocument_params(globals())\n")
+    spec = importlib.util.spec_from_file_location("m_doc", f); m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    assert "the b" in m.wrap.__doc__
+    assert m.wrap.__doc__.count("both coordinates") == 2
