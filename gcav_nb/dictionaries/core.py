@@ -184,6 +184,18 @@ def _scale_factor(it:Iterator[Tensor], n_batches:int, d:int)->float:
     if _dist()[1] > 1: torch.distributed.all_reduce(tot)
     return d ** 0.5 / float(tot[0] / tot[1])
 
+def _fit(trainer:SAETrainer, it:Iterator[Tensor], steps:int, seed:int, progress:bool, log_every:int)->list[dict]:
+    "`steps` sae-lens training steps on batches from `it` (gradients synced across ranks); the history rows."
+    rows, sae = [], trainer.sae
+    with torch.random.fork_rng(), _SyncGrads(sae), tqdm(total=steps, desc=f"train {sae.cfg.architecture()} SAE", disable=not progress or _dist()[0] > 0, leave=False) as bar:
+        torch.manual_seed(seed)
+        for s in range(steps):
+            out = trainer.step(next(it)); trainer.n_training_steps += 1; bar.update()
+            if s % log_every == 0 or s == steps - 1:
+                log = trainer.build_train_step_log_dict(out, trainer.n_training_samples)
+                rows.append({"step": s + 1, **{v: log.get(k, math.nan) for k, v in _LOG.items()}})
+    return rows
+
 # %% ../../nbs/2_dictionaries/20_core.ipynb #9e51ded7
 def inference_sae(sae:SAE, # a sae-lens SAE (a training SAE is converted; an inference SAE is returned as it is)
                  )->SAE:
@@ -227,14 +239,7 @@ def train_sae(data:ActivationStore|Tensor, # an activation store (built with pre
     trainer = SAETrainer(_trainer_config(steps, batch_size, lr, lr_warm_up_steps, lr_decay_steps, device, dead_feature_window), sae, it)
     if sae.cfg.normalize_activations == "expected_average_only_in":      # sae-lens's factor, from the first batches
         trainer.activation_scaler.scaling_factor = _scale_factor(it, trainer.cfg.n_batches_for_norm_estimate, d)
-    rows = []
-    with torch.random.fork_rng(), _SyncGrads(sae), tqdm(total=steps, desc=f"train {sae.cfg.architecture()} SAE", disable=not progress or _dist()[0] > 0, leave=False) as bar:
-        torch.manual_seed(seed)
-        for s in range(steps):
-            out = trainer.step(next(it)); trainer.n_training_steps += 1; bar.update()
-            if s % log_every == 0 or s == steps - 1:
-                log = trainer.build_train_step_log_dict(out, trainer.n_training_samples)
-                rows.append({"step": s + 1, **{v: log.get(k, math.nan) for k, v in _LOG.items()}})
+    rows = _fit(trainer, it, steps, seed, progress, log_every)
     if trainer.activation_scaler.scaling_factor is not None:               # as SAETrainer.fit: the saved SAE reads raw activations
         sae.fold_activation_norm_scaling_factor(trainer.activation_scaler.scaling_factor); trainer.activation_scaler.scaling_factor = None
     trainer.set_final_sae_metadata(); _metadata(sae, data, hook, seed, steps * batch_size, exclude_tokens)
