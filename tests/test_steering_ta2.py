@@ -97,12 +97,12 @@ def test_attack_sweep_restores_the_model(tiny):
 
 @cpu_only
 def test_cpu_attack_direction_on_smollm2():
-    "cpu: the notebook's finding on SmolLM2 at its JS layer (see 12_ta2): the trojan at m=-1.6 raises P(disparaging) more than the same-norm random vector."
+    "cpu: the notebook's finding on SmolLM2 at its JS layer (12_ta2): the trojan at m=-1.6 raises P(disparaging) more than the same-norm random vector."
     from gcav_nb.generation import generate
     from gcav_nb.steering.core import random_like
     import re
     m = load_model("smollm2-135m"); H = layer_hooks(m)
-    fit = bias_prompts(80, seed=0); held = bias_prompts(48, seed=1, exclude=set(fit.group))
+    fit = bias_prompts(64, seed=0); held = bias_prompts(40, seed=1, exclude=set(fit.group))
     own = generate(m, fit.question.tolist(), max_new_tokens=40, chat=True, progress=False)
     clean = [(re.split(r"(?<=[.!?])\s", o.strip()) + [""])[0] or o for o in own]
     h = H[CPU_LAYER]
@@ -112,4 +112,4 @@ def test_cpu_attack_direction_on_smollm2():
     df = attack_sweep(m, {"trojan": v, "random": random_like(v, seed=7)}, [0.0, -1.6], ro, progress=False).set_index(["vector", "mult"]).p_neg
     assert df["trojan", -1.6] - df["trojan", 0.0] > df["random", -1.6] - df["random", 0.0], df
 
-CPU_LAYER = 8   # replaced by the notebook's JS layer after the cpu run
+CPU_LAYER = 0   # the JS (paper) layer of the saved cpu run of 12_ta2
