@@ -299,7 +299,7 @@ def tcav_pvalues(scores:Float[Tensor, "layer concept run"], # concept scores
                 )->np.ndarray: # p-values [layer, concept]
     "Two-sided p-value per layer and concept."
     if test not in TESTS: raise GcavInputError(f"unknown test {test!r}; expected one of {TESTS}")
-    s = np.array(torch.as_tensor(scores), dtype=np.float64)
+    s = torch.as_tensor(scores).detach().to("cpu", torch.float64).numpy()   # (np.array on a tensor warns on NumPy 2)
     if s.ndim != 3: raise GcavInputError(f"scores must be [layer, concept, run], got shape {s.shape}")
     if s.shape[-1] < 2 and test != "pseudo": raise GcavInputError(f"need at least 2 runs per concept for a test, got {s.shape[-1]}")
     with warnings.catch_warnings():
@@ -308,7 +308,7 @@ def tcav_pvalues(scores:Float[Tensor, "layer concept run"], # concept scores
             p = stats.ttest_1samp(s, 0.5, axis=-1).pvalue
             return np.where(np.isnan(p), np.where(np.isclose(s, 0.5).all(-1), 1.0, 0.0), p)
         if null is None: raise GcavInputError(f"test {test!r} needs the null scores [layer, pseudo-concept, run]")
-        r = np.array(torch.as_tensor(null), dtype=np.float64)
+        r = torch.as_tensor(null).detach().to("cpu", torch.float64).numpy()
         if r.ndim != 3 or r.shape[0] != s.shape[0]: raise GcavInputError(f"null must be [layer={s.shape[0]}, pseudo-concept, run], got shape {r.shape}")
         if test == "pseudo": return _pseudo_p(s, r.mean(-1))
         r = r.reshape(r.shape[0], -1)
