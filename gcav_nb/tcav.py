@@ -884,7 +884,8 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
 
 # %% ../nbs/04_tcav.ipynb #fb5937d6
 @delegates(run_concepts, but=["methods"])
-def tcav(model, inputs, concepts, random_sets, hooks, target, **kwargs, # (target:) `Target`, token, class or callable; the rest: `run_concepts`' (but `methods`)
+def tcav(model, inputs, concepts, random_sets, hooks, target,
+         **kwargs, # every other argument of `run_concepts` but `methods`
         )->ConceptResult: # scores, tests and CAVs of every layer x concept x run
     "TCAV for every layer x concept x run against its random null, with tests: `run_concepts` with plain TCAV."
     return run_concepts(model, inputs, concepts, random_sets, hooks, target, methods=[CAVMethod()], **kwargs)

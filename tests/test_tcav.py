@@ -340,7 +340,8 @@ def test_tcav_takes_every_run_concepts_argument(tmp_path):
     from gcav_nb.models import load_model
     want = {k: p.default for k, p in inspect.signature(T.run_concepts).parameters.items() if k != "methods"}
     assert {k: p.default for k, p in inspect.signature(T.tcav).parameters.items()} == want
-    assert all(f"\n    {k}" in T.tcav.__doc__ for k in want)                 # help(tcav) lists every parameter
+    assert all(f"\n    {k}" in T.tcav.__doc__ for k in want)                 # help(tcav) lists every parameter ...
+    assert "rerun resumes" in T.tcav.__doc__ and "hook names, glob or predicate" in T.tcav.__doc__   # ... with run_concepts' descriptions
     m = load_model("tiny-cnn", device="cpu"); g = torch.Generator().manual_seed(2)
     x = torch.rand(6, 3, 32, 32, generator=g); conc = {"a": torch.rand(6, 3, 32, 32, generator=g)}
     rnd = [torch.rand(6, 3, 32, 32, generator=g) + i for i in range(3)]
