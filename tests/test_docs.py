@@ -82,6 +82,9 @@ class _Links(HTMLParser):
             if a.get(k) and not (tag == 'link' and a.get('rel') in ('preconnect', 'dns-prefetch')): self.links.append(a[k])
 
 
+BUILD_LOG = []   # what the site build printed (the `site` fixture fills it)
+
+
 @pytest.fixture(scope='module')
 def site():
     "Build the site once (the same command a user runs) and serve it over http on a free port."
@@ -90,6 +93,7 @@ def site():
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, f"docs build failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
     print(f"docs build: {time.perf_counter() - t0:.1f}s\n{p.stdout[-2000:]}")
+    BUILD_LOG.append(p.stdout + p.stderr)
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *a): pass
     handler = functools.partial(Quiet, directory=str(SITE))
@@ -189,6 +193,12 @@ def test_search_finds_a_documented_function(site, browser):
         if links: break
         time.sleep(0.25)
     assert any('explorer' in l or 'api' in l for l in links), links
+
+
+def test_every_notebook_is_processed_by_nbdev(site):
+    "nbdev renders every page with its show_doc sections (a page it cannot process loses its API anchors)."
+    bad = [l for l in BUILD_LOG[-1].splitlines() if 'could not process' in l]
+    assert not bad, "\n".join(bad)
 
 
 def test_no_broken_internal_links(site):

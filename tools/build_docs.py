@@ -216,7 +216,7 @@ def page_nb(nb: dict, doc_url: str, note: str | None, readme: bool = False, dept
                 data = o.get('data', {})
                 for k in list(data):
                     if isinstance(data[k], list): data[k] = ''.join(data[k])
-                    if k == 'text/markdown' and doc_url and not readme: data[k] = data[k].replace(doc_url, '')
+                    if k == 'text/markdown' and doc_url and not readme: data[k] = data[k].replace(doc_url, '../' * depth)
                     if k == 'text/markdown': data[k] = re.sub(r'\{target="_blank"[^}]*\}', '', data[k])
                     if k == 'text/markdown' and not readme:     # show_doc's leading rule: invalid inside an output
                         data[k] = re.sub(r'^\s*---\s*\n', '', data[k])
@@ -460,18 +460,22 @@ def build_site(out: Path, force: bool = False, keep_src: Path | None = None, qui
 
 
 def fix_fragments(site: Path) -> int:
-    """Point `page.html#anchor` links whose anchor does not exist at the page itself (nbdev doclinks name every
-    method, but only documented ones get a heading). Returns how many links were changed."""
-    pages = {p: p.read_text(encoding='utf-8') for p in site.glob('*.html')}
-    ids = {p.name: set(re.findall(r'\bid="([^"]+)"', t)) for p, t in pages.items()}
+    """Make `page.html#anchor` links land: nbdev doclinks name `Class.method`, whose heading myst slugs as
+    `classmethod`; an anchor that exists in neither form (a method without its own heading) points at the page
+    itself. Pages in subfolders included. Returns how many links were changed."""
+    pages = {p: p.read_text(encoding='utf-8') for p in site.rglob('*.html') if '_static' not in p.parts}
+    ids = {p.resolve(): set(re.findall(r'\bid="([^"]+)"', t)) for p, t in pages.items()}
     n = 0
-    def sub(m):
-        nonlocal n
-        page, frag = m.group(2), m.group(3)
-        if page in ids and frag not in ids[page]: n += 1; return f'{m.group(1)}{page}"'
-        return m.group(0)
     for p, t in pages.items():
-        new = re.sub(r'(href=")([\w.-]+\.html)#([^"]+)"', sub, t)
+        def sub(m):
+            nonlocal n
+            href, frag = m.group(2), m.group(3)
+            have = ids.get((p.parent/href).resolve())
+            if have is None or frag in have: return m.group(0)
+            n += 1
+            slug = frag.replace('.', '')
+            return f'{m.group(1)}{href}#{slug}"' if slug in have else f'{m.group(1)}{href}"'
+        new = re.sub(r'(href=")((?:\.\./)*[\w./-]*?[\w.-]+\.html)#([^"]+)"', sub, t)
         if new != t: p.write_text(new, encoding='utf-8')
     return n
 
