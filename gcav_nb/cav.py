@@ -237,38 +237,50 @@ class CAVSet:
         for nm in ("accuracy", "norms", "bias"):
             if tuple(getattr(self, nm).shape) != shape: raise GcavInputError(f"{nm} has shape {tuple(getattr(self, nm).shape)}; expected {shape}")
         self.meta = dict(meta or {})
-    @property
-    def dims(self)->dict[str, int]:
-        "layer -> width d_l"
-        return {k: v.shape[-1] for k, v in self._v.items()}
-    @property
-    def vectors(self)->Tensor|dict[str, Tensor]:
-        "[layer, concept, run, d] when every layer has the same width, else a dict layer -> [concept, run, d_l]."
-        if len(set(self.dims.values())) == 1: return torch.stack([self._v[k] for k in self.layers])
-        return dict(self._v)
-    def _layer(self, layer)->str:
-        if isinstance(layer, int) and not isinstance(layer, bool):
-            if not -len(self.layers) <= layer < len(self.layers): raise GcavInputError(f"layer index {layer} out of range 0..{len(self.layers)-1}")
-            return self.layers[layer]
-        if layer not in self._v: raise UnknownNameError(f"unknown layer {layer!r}; this CAVSet has {self.layers}")
-        return layer
-    def _concept(self, concept)->int:
-        if concept not in self.concepts: raise UnknownNameError(f"unknown concept {concept!r}; this CAVSet has {self.concepts}")
-        return self.concepts.index(concept)
-    def _run(self, run)->int:
-        if isinstance(run, str):
-            if run not in self.runs: raise UnknownNameError(f"unknown run {run!r}; this CAVSet has {self.runs}")
-            return self.runs.index(run)
-        if not isinstance(run, int) or isinstance(run, bool) or not -len(self.runs) <= run < len(self.runs):
-            raise GcavInputError(f"run must be a run name or an index in 0..{len(self.runs)-1}, got {run!r}")
-        return run % len(self.runs)
-    def __getitem__(self, layer)->Tensor:
-        "[concept, run, d_l] directions at a layer (hook name or index)."
-        return self._v[self._layer(layer)]
     def __len__(self): return len(self.layers)
     def __repr__(self):
         return (f"CAVSet({len(self.layers)} layers x {len(self.concepts)} concepts {self.concepts} x {len(self.runs)} runs, "
-                f"dims={sorted(set(self.dims.values()))}, mean acc={self.accuracy.nanmean():.3f}, {self.meta.get('classifier')})")
+                f"dims={sorted({v.shape[-1] for v in self._v.values()})}, mean acc={self.accuracy.nanmean():.3f}, {self.meta.get('classifier')})")
+
+# %% ../nbs/03_cav.ipynb #d352128a
+@patch(as_prop=True)
+def dims(self:CAVSet)->dict[str, int]:
+    "layer -> width d_l"
+    return {k: v.shape[-1] for k, v in self._v.items()}
+
+@patch(as_prop=True)
+def vectors(self:CAVSet)->Tensor|dict[str, Tensor]:
+    "[layer, concept, run, d] when every layer has the same width, else a dict layer -> [concept, run, d_l]."
+    if len(set(self.dims.values())) == 1: return torch.stack([self._v[k] for k in self.layers])
+    return dict(self._v)
+
+# %% ../nbs/03_cav.ipynb #ad06c25b
+@patch
+def _layer(self:CAVSet, layer)->str:
+    if isinstance(layer, int) and not isinstance(layer, bool):
+        if not -len(self.layers) <= layer < len(self.layers): raise GcavInputError(f"layer index {layer} out of range 0..{len(self.layers)-1}")
+        return self.layers[layer]
+    if layer not in self._v: raise UnknownNameError(f"unknown layer {layer!r}; this CAVSet has {self.layers}")
+    return layer
+
+@patch
+def _concept(self:CAVSet, concept)->int:
+    if concept not in self.concepts: raise UnknownNameError(f"unknown concept {concept!r}; this CAVSet has {self.concepts}")
+    return self.concepts.index(concept)
+
+@patch
+def _run(self:CAVSet, run)->int:
+    if isinstance(run, str):
+        if run not in self.runs: raise UnknownNameError(f"unknown run {run!r}; this CAVSet has {self.runs}")
+        return self.runs.index(run)
+    if not isinstance(run, int) or isinstance(run, bool) or not -len(self.runs) <= run < len(self.runs):
+        raise GcavInputError(f"run must be a run name or an index in 0..{len(self.runs)-1}, got {run!r}")
+    return run % len(self.runs)
+
+@patch
+def __getitem__(self:CAVSet, layer)->Tensor:
+    "[concept, run, d_l] directions at a layer (hook name or index)."
+    return self._v[self._layer(layer)]
 
 # %% ../nbs/03_cav.ipynb #11f3f161
 @patch
