@@ -2,7 +2,8 @@
 
     python tools/run_nb.py nbs/05a_texshapes.ipynb --scale cpu      # outputs saved for the docs
 Cells whose first lines carry a flag from settings.ini `tst_flags` (`#| gpu`, `#| notest`, `#| slow`) are skipped
-unless forced with --flags; at --scale gpu, `gpu` is forced. Then run `nbdev_clean`.
+unless forced with --flags; at --scale gpu, `gpu` is forced. Then run `nbdev_clean`. A failed run leaves what it
+executed beside the notebook as `_<name>.failed.ipynb` (the `_` keeps it out of nbdev_export, the docs and the tests).
 """
 import argparse, os, re, time
 from pathlib import Path
@@ -38,7 +39,7 @@ def run(path: Path, scale: str, force: set[str], timeout: int):
     t0 = time.perf_counter()
     try: client.execute()
     except BaseException:   # keep what ran (outputs up to the failing cell) beside the notebook, never over it
-        nbformat.write(nb, path.with_suffix('.failed.ipynb')); raise
+        nbformat.write(nb, path.with_name(f'_{path.stem}.failed.ipynb')); raise   # '_': nbdev's globs and the tests skip it
     nbformat.write(nb, path)
     print(f"{path.name}: executed at scale={scale} in {time.perf_counter()-t0:.0f}s (skipped flags: {sorted(skip)})")
 
