@@ -8,7 +8,7 @@ import torch
 from gcav_nb.config import GcavInputError, get_scale
 from gcav_nb.dictionaries.core import make_sae
 from gcav_nb.steering.core import add, choice_probs, random_like
-from gcav_nb.steering.breaking_bad import (INSULTS, contrast_texts, toxic_prompts, insult_ids, toxicity_sae, latent_contrast,
+from gcav_nb.steering.breaking_bad import (INSULTS, contrast_texts, toxic_prompts, insult_ids, toxicity_saes, latent_contrast,
                                            latent_vector, clamp_latents, detox_eval)
 
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
@@ -37,7 +37,7 @@ def test_bad_data_is_refused(case):
 BAD_MODEL = {
     "no words": (lambda m, s: insult_ids(m, []), GcavInputError, "non-empty"),
     "no single-token word": (lambda m, s: insult_ids(m, ["imbecile"]), GcavInputError, "single token"),
-    "no docs": (lambda m, s: toxicity_sae(m, H1, [], 32), GcavInputError, "non-empty"),
+    "no docs": (lambda m, s: toxicity_saes(m, H1, [], [32]), GcavInputError, "non-empty"),
     "empty positive": (lambda m, s: latent_contrast(s, m, [], ["a b"], H1), GcavInputError, "positive"),
     "latent out of range": (lambda m, s: latent_vector(s, [32], hook=H1), GcavInputError, "out of range"),
     "no latents": (lambda m, s: latent_vector(s, [], hook=H1), GcavInputError, "non-empty"),
@@ -76,7 +76,7 @@ def test_detox_eval_restores_the_model(tiny, sae):
 
 @cpu_only
 def test_cpu_toxic_latents_beat_random_controls_on_smollm2():
-    "cpu: the notebook's SAE (cached by toxicity_sae, or retrained with the same arguments), |K|=8, high tier (1 x median ||h||)."
+    "cpu: the notebook's SAE (cached by toxicity_saes, or retrained with the same arguments), |K|=8, high tier (1 x median ||h||)."
     import numpy as np
     from gcav_nb.models import load_model
     from gcav_nb.activations import collect
@@ -84,7 +84,7 @@ def test_cpu_toxic_latents_beat_random_controls_on_smollm2():
     m = load_model("smollm2-135m"); H = "blocks.15.hook_resid_post"
     pairs = contrast_texts(64, seed=0); prompts = toxic_prompts(48, seed=1)
     docs = corpus_documents("brown")[:-40] + pairs.toxic.tolist() + pairs.neutral.tolist()
-    s = toxicity_sae(m, H, docs, 4 * m.cfg.d_model, k=32, ctx=128, n_tokens=49_152, training_tokens=98_304, batch_size=256, seed=0)
+    s = toxicity_saes(m, H, docs, [4 * m.cfg.d_model, 16 * m.cfg.d_model], k=32, ctx=128, n_tokens=49_152, training_tokens=98_304, batch_size=256, seed=0)[4 * m.cfg.d_model]
     lc = latent_contrast(s, m, pairs.toxic.tolist(), pairs.neutral.tolist(), H)
     K, W = lc.latent[:8].tolist(), lc["diff"][:8].tolist()
     acts = collect(m, pairs.neutral.tolist(), H, pooling="all", progress=False)

@@ -20,7 +20,7 @@ from .ta2 import lexicon_rate
 
 # %% auto #0
 __all__ = ['INSULTS', 'NEUTRAL', 'NAMES', 'FIT_FRAMES', 'PROMPT_FRAMES', 'contrast_texts', 'toxic_prompts', 'insult_ids',
-           'toxicity_sae', 'latent_contrast', 'latent_vector', 'clamp_latents', 'detox_eval']
+           'toxicity_saes', 'latent_contrast', 'latent_vector', 'clamp_latents', 'detox_eval']
 
 # %% ../../nbs/1_steering/14_breaking_bad.ipynb #8dce607f
 INSULTS = ("idiot", "fool", "moron", "loser", "jerk", "coward", "clown", "pig", "rat", "creep", "liar", "slob",
@@ -66,28 +66,31 @@ def insult_ids(model, # a language model (its tokenizer is used)
     if not out: raise GcavInputError(f"none of the words {list(words)[:5]} is a single token for this tokenizer")
     return out
 
-# %% ../../nbs/1_steering/14_breaking_bad.ipynb #edea7317
-def toxicity_sae(model, # a language model (TransformerBridge)
-                 hook:str, # the residual hook the SAE reads, e.g. "blocks.15.hook_resid_post"
-                 docs:list[str], # training documents (e.g. Brown + the contrast sentences)
-                 d_sae:int, # latents
-                 k:int=32, # TopK's k
-                 ctx:int=128, n_tokens:int=49_152, # store: tokens per block, rows stored
-                 training_tokens:int=98_304, batch_size:int=256, lr:float=1e-3, # `train_sae`'s budget
-                 seed:int=0, # store shuffle and SAE seed
-                 cache:bool=True, # load/save the trained SAE under `cache_dir("breaking_bad")`
-                ):
-    "A TopK SAE trained by `dictionaries.core.train_sae` on a store of `docs` at `hook` (cached by its arguments)."
+# %% ../../nbs/1_steering/14_breaking_bad.ipynb #8ef3a82c
+def toxicity_saes(model, # a language model (TransformerBridge)
+                  hook:str, # the residual hook the SAEs read, e.g. "blocks.15.hook_resid_post"
+                  docs:list[str], # training documents (e.g. Brown + the contrast sentences)
+                  d_saes:Sequence[int], # latents of each SAE (one store serves all)
+                  k:int=32, # TopK's k
+                  ctx:int=128, n_tokens:int=49_152, # store: tokens per block, rows stored
+                  training_tokens:int=98_304, batch_size:int=256, lr:float=1e-3, # `train_sae`'s budget
+                  seed:int=0, # store shuffle and SAE seed
+                  cache:bool=True, # load/save each trained SAE under `cache_dir("breaking_bad")`
+                 )->dict: # d_sae -> SAE
+    "TopK SAEs trained by `dictionaries.core.train_sae` on one store of `docs` at `hook` (each cached by its arguments)."
     if isinstance(docs, str) or not docs or not all(isinstance(d, str) for d in docs): raise GcavInputError("docs must be a non-empty list of str")
-    key = dict(model=str(getattr(model, "gcav_name", model.cfg.model_name)), hook=hook, d_sae=d_sae, k=k, ctx=ctx, n_tokens=n_tokens,
-               training_tokens=training_tokens, batch_size=batch_size, lr=lr, seed=seed, docs=hashlib.sha256("\x00".join(docs).encode()).hexdigest()[:16])
-    folder = cache_dir("breaking_bad") / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] if cache else None
-    if folder is not None and (folder / "cfg.json").is_file(): return load_sae(folder, device=str(model.cfg.device))
+    if isinstance(d_saes, (int, str)) or not d_saes or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in d_saes): raise GcavInputError(f"d_saes must be a non-empty list of positive ints, got {d_saes!r}")
+    base = dict(model=str(getattr(model, "gcav_name", model.cfg.model_name)), hook=hook, k=k, ctx=ctx, n_tokens=n_tokens, training_tokens=training_tokens,
+                batch_size=batch_size, lr=lr, seed=seed, docs=hashlib.sha256("\x00".join(docs).encode()).hexdigest()[:16])
+    folder = {w: cache_dir("breaking_bad") / hashlib.sha256(json.dumps(base | dict(d_sae=w), sort_keys=True).encode()).hexdigest()[:16] if cache else None for w in d_saes}
+    out = {w: load_sae(f, device=str(model.cfg.device)) for w, f in folder.items() if f is not None and (f / "cfg.json").is_file()}
+    if len(out) == len(folder): return out
     with tempfile.TemporaryDirectory() as tmp:
         store = ActivationStore.build(model, docs, hook, f"{tmp}/store", ctx=ctx, n_tokens=n_tokens, prepend_bos=True, seed=seed, progress=False)
-        sae, _ = train_sae(store, hook, "topk", d_sae=d_sae, training_tokens=training_tokens, batch_size=batch_size, lr=lr, seed=seed, progress=False, k=k)
-    if folder is not None: save_sae(sae, folder)
-    return sae
+        for w in (w for w in d_saes if w not in out):
+            out[w] = train_sae(store, hook, "topk", d_sae=w, training_tokens=training_tokens, batch_size=batch_size, lr=lr, seed=seed, progress=False, k=k)[0]
+            if folder[w] is not None: save_sae(out[w], folder[w])
+    return {w: out[w] for w in d_saes}
 
 # %% ../../nbs/1_steering/14_breaking_bad.ipynb #d74f62f2
 @torch.no_grad()
