@@ -183,3 +183,12 @@ def test_explicit_cache_folder_keeps_every_request(tmp_path, monkeypatch):
     forwards.clear()
     for i, args in enumerate(runs): run([*args, "--out", str(tmp_path / f"again{i}")])
     assert forwards == [] and sorted((tmp_path / "cache").glob("*/acts.safetensors")) == kept
+
+
+def test_progress_bars_are_on_by_default(tmp_path, capsys):
+    "The command shows its progress bars unless --no-progress is given."
+    run(["tcav", *TINY[:-1], "--out", str(tmp_path / "a"), "--cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert "100%" in err and "collect" in err, err[-500:]
+    run(["tcav", *TINY, "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "c")])
+    assert "100%" not in capsys.readouterr().err

@@ -348,3 +348,16 @@ def test_tcav_takes_every_run_concepts_argument(tmp_path):
     r = T.tcav(m, x, conc, rnd, "conv1", 0, progress=False, cache=tmp_path, seed=4)
     assert any(tmp_path.rglob("*.safetensors")) and r.methods == ["TCAV"] and r.meta["seed"] == 4
     with pytest.raises(TypeError, match="methods"): T.tcav(m, x, conc, rnd, "conv1", 0, methods=[T.CAVMethod()])
+
+
+def test_progress_bars_are_on_by_default(capsys):
+    "tcav() without a progress argument shows its bars (a 90-second first example is not silent); progress=False hides them."
+    from gcav_nb.models import load_model
+    m = load_model("tiny-cnn", device="cpu"); g = torch.Generator().manual_seed(3)
+    x, conc = torch.rand(4, 3, 32, 32, generator=g), {"a": torch.rand(4, 3, 32, 32, generator=g)}
+    rnd = [torch.rand(4, 3, 32, 32, generator=g) + i for i in range(3)]
+    T.tcav(m, x, conc, rnd, "conv1", 0)
+    err = capsys.readouterr().err
+    assert "100%" in err and "collect" in err, err[-500:]
+    T.tcav(m, x, conc, rnd, "conv1", 0, progress=False)
+    assert "100%" not in capsys.readouterr().err
