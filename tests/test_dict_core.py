@@ -108,3 +108,11 @@ def test_latent_tools_bad_input(tiny, store):
     with pytest.raises(GcavInputError, match="out of range"): vocab_projection(sae, tiny, [-1])
     tc = top_contexts(sae, store, tiny, k=2)
     assert set(tc.columns) == {"latent", "rank", "activation", "token", "context"} and len(tc) > 0
+
+
+def test_train_sae_checks_an_sae_that_declares_a_wider_data_width():
+    "A training SAE with `data_width` (g-SAE: rows [x ‖ grad]) is checked against that width, and must not scale its rows."
+    sae = make_sae("topk", 16, 32, k=4, normalize_activations="none"); sae.data_width = 32
+    with pytest.raises(GcavInputError, match="width 32 .d_in=16.*width 16"): train_sae(torch.randn(256, 16), sae=sae, training_tokens=512, batch_size=64, progress=False)
+    scaled = make_sae("topk", 16, 32, k=4); scaled.data_width = 32
+    with pytest.raises(GcavInputError, match="normalize_activations='none'"): train_sae(torch.randn(256, 32), sae=scaled, training_tokens=512, batch_size=64, progress=False)

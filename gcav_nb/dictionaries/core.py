@@ -23,13 +23,14 @@ try:
                           TopKTrainingSAEConfig, BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, JumpReLUTrainingSAE,
                           JumpReLUTrainingSAEConfig, LoggingConfig)
     from sae_lens.config import SAETrainerConfig
+    from sae_lens.registry import SAE_CLASS_REGISTRY, SAE_TRAINING_CLASS_REGISTRY
 except ImportError as e:
     raise ImportError(f"gcav_nb.dictionaries needs sae-lens (pip install 'gcav_nb[sae]'): {e}") from e
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'make_sae', 'store_hook', 'data_width', 'excluded_tokens', 'activation_batches', 'inference_sae',
-           'train_sae', 'save_sae', 'load_sae', 'hook_dim', 'SAEEval', 'evaluate_sae', 'top_contexts',
-           'vocab_projection', 'dashboard']
+__all__ = ['ARCHITECTURES', 'BUILT_IN', 'make_sae', 'register_architecture', 'store_hook', 'data_width', 'excluded_tokens',
+           'activation_batches', 'inference_sae', 'train_sae', 'save_sae', 'load_sae', 'hook_dim', 'SAEEval',
+           'evaluate_sae', 'top_contexts', 'vocab_projection', 'dashboard']
 
 # %% ../../nbs/2_dictionaries/20_core.ipynb #533fc380
 ARCHITECTURES = {"standard": (StandardTrainingSAE, StandardTrainingSAEConfig), "topk": (TopKTrainingSAE, TopKTrainingSAEConfig),
@@ -58,6 +59,22 @@ def make_sae(architecture:str="topk", # "standard" (ReLU + L1), "topk", "batchto
     c = cfg_cls(d_in=int(d_in), d_sae=int(d_sae), normalize_activations=normalize_activations, **cfg)
     with torch.random.fork_rng():
         torch.manual_seed(seed); return cls(c)
+
+# %% ../../nbs/2_dictionaries/20_core.ipynb #db094ffb
+BUILT_IN = frozenset(ARCHITECTURES)
+
+def register_architecture(name:str, # the architecture string its configs' `architecture()` return
+                          sae:tuple[type, type], # (inference SAE class, its config class)
+                          training:tuple[type, type], # (training SAE class, its config class)
+                         ):
+    "Register an SAE architecture with sae-lens (load/save) and with `make_sae`/`train_sae` (build/train)."
+    if not isinstance(name, str) or not name: raise GcavInputError(f"name must be a non-empty str, got {name!r}")
+    if name in BUILT_IN: raise GcavInputError(f"{name!r} is a built-in architecture; register yours under another name")
+    for (cls, cfg), base in ((sae, SAE), (training, TrainingSAE)):
+        if not (isinstance(cls, type) and issubclass(cls, base)): raise TypeError(f"{getattr(cls, '__name__', cls)} is not a subclass of sae-lens's {base.__name__}")
+        if cfg.architecture() != name: raise GcavInputError(f"{cfg.__name__}.architecture() is {cfg.architecture()!r}, not {name!r}")
+    SAE_CLASS_REGISTRY[name], SAE_TRAINING_CLASS_REGISTRY[name] = sae, training
+    ARCHITECTURES[name] = training
 
 # %% ../../nbs/2_dictionaries/20_core.ipynb #960776cc
 def store_hook(store:ActivationStore, # a built store
@@ -232,7 +249,10 @@ def train_sae(data:ActivationStore|Tensor, # an activation store (built with pre
     if steps < 1: raise GcavInputError(f"training_tokens={training_tokens} is less than one batch of {batch_size}")
     if sae is None: sae = make_sae(architecture, d, d_sae or 4 * d, seed=seed, **cfg)
     elif not isinstance(sae, TrainingSAE): raise TypeError(f"sae must be a sae-lens TrainingSAE (make_sae), got {type(sae).__name__}")
-    if sae.cfg.d_in != d: raise GcavInputError(f"the SAE reads d_in={sae.cfg.d_in}, but {hook or 'the data'} has width {d}")
+    width = getattr(sae, "data_width", sae.cfg.d_in)                   # an SAE trained on wider rows says so (g-SAE)
+    if width != d: raise GcavInputError(f"the SAE trains on rows of width {width} (d_in={sae.cfg.d_in}), but {hook or 'the data'} has width {d}")
+    if width != sae.cfg.d_in and sae.cfg.normalize_activations != "none":
+        raise GcavInputError(f"the SAE trains on rows wider than d_in ({width} > {sae.cfg.d_in}): build it with normalize_activations='none' (one scale for the whole row would be wrong)")
     provider = activation_batches(data, hook, batch_size, seed, exclude_tokens, shuffle)
     first = next(provider)                                             # NaN / empty data fail here, before training
     it = itertools.chain([first], provider)
