@@ -28,6 +28,7 @@ def check_rows(x, # activation rows
     if not all_finite(x): raise GcavInputError(f"{name} contains NaN/inf ({int((~x.isfinite()).sum())} entries)")
     return x
 
+# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #548462af
 def sae_error(sae:SAE, # any sae-lens SAE
               x:Float[Tensor, "n d_in"], # activation rows
               scale:float=1.0, # multiply the reconstruction's part beyond b_dec by this (shrinkage correction)
@@ -41,7 +42,7 @@ def sae_error(sae:SAE, # any sae-lens SAE
             out.append(xb - (sae.b_dec.to(x.dtype) + scale * (xh - sae.b_dec.to(x.dtype))))
     return torch.cat(out)
 
-# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #6fb69f46
+# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #58060c72
 def ridge_fit(x:Float[Tensor, "n d"], # inputs
               y:Float[Tensor, "n m"], # targets (a vector [n] is one target)
               ridge:float=1e-4, # penalty as a fraction of the mean eigenvalue of X^T X (0 = least squares)
@@ -58,10 +59,12 @@ def ridge_fit(x:Float[Tensor, "n d"], # inputs
     if intercept: pen[-1, -1] = 0
     return torch.linalg.solve(XtX + pen, X.T @ Y)
 
+# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #fc68921a
 def predict(x:Float[Tensor, "n d"], W:Float[Tensor, "d_plus m"])->Float[Tensor, "n m"]:
     "x @ W, with the intercept row when W has one more row than x has columns."
     X = x.double(); return X @ W[:-1] + W[-1] if W.shape[0] == x.shape[1] + 1 else X @ W
 
+# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #c1f615cb
 def r2(y:Float[Tensor, "n m"], # held-out targets
        pred:Float[Tensor, "n m"], # predictions
       )->float:
@@ -70,7 +73,7 @@ def r2(y:Float[Tensor, "n m"], # held-out targets
     y, pred = y.double(), pred.double()
     return 1 - float(((y - pred) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
 
-# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #11a0c327
+# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #886abac9
 def dark_matter(sae:SAE, # a trained sae-lens SAE
                 x:Float[Tensor, "n d_in"], # held-out activation rows (not its training rows)
                 ridge:float=1e-4, # see `ridge_fit`
@@ -97,7 +100,7 @@ def dark_matter(sae:SAE, # a trained sae-lens SAE
                 fvu=e2 / tv, fvu_linear=float(((e[t] - lin) ** 2).sum()) / tv,
                 pred_share=float((lin ** 2).sum()) / e2, unpred_share=float(((e[t] - lin) ** 2).sum()) / e2)
 
-# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #863dd632
+# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #36d82b32
 def best_scale(sae:SAE, # a trained sae-lens SAE
                x:Float[Tensor, "n d_in"], # activation rows to fit the scale on
               )->float:
@@ -106,5 +109,5 @@ def best_scale(sae:SAE, # a trained sae-lens SAE
     r = x - sae_error(sae, x.float()).double() - sae.b_dec.detach().double()          # SAE(x) - b_dec
     return float((r * (x - sae.b_dec.detach().double())).sum() / (r * r).sum())
 
-# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #bb50f2f4
+# %% ../../nbs/2_dictionaries/24_dark_matter.ipynb #e636e654
 document_params(globals());

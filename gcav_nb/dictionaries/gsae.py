@@ -85,6 +85,7 @@ class GSAEConfig(TopKSAEConfig):
     @classmethod
     def architecture(cls)->str: return "gsae"
 
+# %% ../../nbs/2_dictionaries/23_gsae.ipynb #31643172
 def _dirs(sae)->Tensor:
     "What one unit of each latent adds: unit decoder rows when activations are rescaled by the decoder norm."
     return F.normalize(sae.W_dec, dim=-1) if sae.cfg.rescale_acts_by_decoder_norm else sae.W_dec
@@ -100,7 +101,7 @@ class GSAE(TopKSAE):
     def encode_with_grad(self, x:Float[Tensor, "... d_in"], grad:Float[Tensor, "... d_in"])->Float[Tensor, "... d_sae"]:
         return self.hook_sae_acts_post(gsae_select(_pre(self, x), _dirs(self), grad, self.cfg.beta, self.cfg.k))
 
-# %% ../../nbs/2_dictionaries/23_gsae.ipynb #79ef3eb6
+# %% ../../nbs/2_dictionaries/23_gsae.ipynb #317e338f
 @dataclass
 class GSAETrainingSAEConfig(TopKTrainingSAEConfig):
     """Training g-SAE: TopK's training fields (k, aux_loss_coefficient, rescale_acts_by_decoder_norm, ...) and
@@ -111,6 +112,7 @@ class GSAETrainingSAEConfig(TopKTrainingSAEConfig):
     @classmethod
     def architecture(cls)->str: return "gsae"
 
+# %% ../../nbs/2_dictionaries/23_gsae.ipynb #d0ac1f8f
 class GSAETrainingSAE(TopKTrainingSAE):
     "Training g-SAE: rows [x ‖ grad] of width 2 d_in; TopK's losses, the gradient-aware selection."
     cfg: GSAETrainingSAEConfig
@@ -131,7 +133,7 @@ class GSAETrainingSAE(TopKTrainingSAE):
 
 register_architecture("gsae", (GSAE, GSAEConfig), (GSAETrainingSAE, GSAETrainingSAEConfig))
 
-# %% ../../nbs/2_dictionaries/23_gsae.ipynb #b3eec18f
+# %% ../../nbs/2_dictionaries/23_gsae.ipynb #b30bbee6
 def train_gsae(x:Float[Tensor, "n d"], # activation rows (BOS rows already left out)
                grad:Float[Tensor, "n d"], # d loss / d activation for each row (same order)
                k:int=32, # latents kept per row
@@ -169,7 +171,7 @@ def train_gsae(x:Float[Tensor, "n d"], # activation rows (BOS rows already left 
     sae.cfg.metadata.hook_name = hook; sae.cfg.metadata.gcav_seed = seed
     return inference_sae(sae), pd.DataFrame(rows)
 
-# %% ../../nbs/2_dictionaries/23_gsae.ipynb #c7aef98b
+# %% ../../nbs/2_dictionaries/23_gsae.ipynb #b969f482
 def grad_splice(sae:GSAE, # an inference g-SAE
                 grads:Float[Tensor, "batch pos d"], # the loss gradient at every position of the evaluation blocks
                 keep:Bool[Tensor, "batch pos"], # positions to replace (False: BOS, left as is)
@@ -187,5 +189,5 @@ def grad_splice(sae:GSAE, # an inference g-SAE
     fn.rows = 0
     return fn
 
-# %% ../../nbs/2_dictionaries/23_gsae.ipynb #4dd72acb
+# %% ../../nbs/2_dictionaries/23_gsae.ipynb #97edcc1e
 document_params(globals());

@@ -51,6 +51,7 @@ class TopAFASAEConfig(SAEConfig):
     @classmethod
     def architecture(cls)->str: return "topafa"
 
+# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #c9457daa
 def _afa_encode(sae:SAE, x:Tensor)->tuple[Tensor, Tensor]:
     "(codes, pre-activations) of a top-AFA SAE: the target norm is that of x - b_dec, the SAE's own input."
     sae_in = sae.process_sae_in(x)
@@ -71,7 +72,7 @@ class TopAFASAE(SAE[TopAFASAEConfig]):
         out = self.run_time_activation_norm_fn_out(self.hook_sae_recons(feature_acts @ self.W_dec + self.b_dec))
         return self.reshape_fn_out(out, self.d_head)
 
-# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #5ca38afa
+# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #cde2e80a
 @dataclass
 class TopAFATrainingSAEConfig(TrainingSAEConfig):
     """Configuration of the training top-AFA SAE.
@@ -92,7 +93,7 @@ class TopAFATrainingSAEConfig(TrainingSAEConfig):
     @classmethod
     def architecture(cls)->str: return "topafa"
 
-# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #a2656b86
+# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #b9be2f63
 class TopAFATrainingSAE(TrainingSAE[TopAFATrainingSAEConfig]):
     "Training top-AFA SAE: MSE + AuxK + lambda_AFA * AFA loss."
     b_enc: nn.Parameter
@@ -118,7 +119,7 @@ class TopAFATrainingSAE(TrainingSAE[TopAFATrainingSAEConfig]):
             losses["auxiliary_reconstruction_loss"] = self.cfg.aux_loss_coefficient * scale * (rec - (x - sae_out).detach()).pow(2).sum(-1).mean()
         return losses
 
-# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #44353f4e
+# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #9a710af0
 def register_architecture(name:str, # the architecture string its configs return
                           sae:tuple[type, type], # (inference SAE class, its config class)
                           training:tuple[type, type], # (training SAE class, its config class)
@@ -131,7 +132,7 @@ def register_architecture(name:str, # the architecture string its configs return
 
 register_architecture("topafa", (TopAFASAE, TopAFASAEConfig), (TopAFATrainingSAE, TopAFATrainingSAEConfig))
 
-# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #421b7f77
+# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #eff63d7a
 def zf_frame(sae:SAE, # any sae-lens SAE
              x:Float[Tensor, "n d_in"], # activation rows z
              batch_size:int=4096, # rows per encode
@@ -154,7 +155,7 @@ def zf_frame(sae:SAE, # any sae-lens SAE
                                           eps_lbo=torch.where(h > 1, eps, torch.nan).numpy())))
     return pd.concat(rows, ignore_index=True)
 
-# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #d5cbb62d
+# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #9768280f
 def afa_summary(frame:pd.DataFrame, # from `zf_frame`
                )->dict: # eps_lbo (median), eps_lbo_mean, norm_ratio (median ||f_tilde||/||z||), zf_corr, l0, l0_std
     "The AFA metric of one SAE: median and mean eps_LBO, the median norm ratio, the ZF correlation, and L0 (mean, std)."
@@ -164,5 +165,5 @@ def afa_summary(frame:pd.DataFrame, # from `zf_frame`
                 norm_ratio=float((frame.f_norm / frame.z_norm).median()), zf_corr=float(np.corrcoef(frame.z_norm, frame.f_norm)[0, 1]),
                 l0=float(frame.l0.mean()), l0_std=float(frame.l0.std()))
 
-# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #d1aad454
+# %% ../../nbs/2_dictionaries/22_top_afa.ipynb #ff7f4820
 document_params(globals());
