@@ -9,8 +9,9 @@ import torch
 from gcav_nb.config import GcavInputError, get_scale
 from gcav_nb.models import load_model, layer_hooks
 from gcav_nb.steering.core import add, random_like
-from gcav_nb.steering.reflex import (STYLE_MARKER, fact_claims, answer_batch, answer_loss, finetune, model_contrast, kl_to,
-                                     style_rate, verdict_accuracy)
+from gcav_nb.steering.core import choice_probs
+from gcav_nb.steering.reflex import (STYLE_MARKER, fact_claims, answer_batch, answer_loss, finetune, model_contrast, answer_scores,
+                                     style_rate)
 
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
 
@@ -21,6 +22,8 @@ def _tripwire(model):
     return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
 
 FC = fact_claims(16, seed=3)
+
+def _b(m, n=2): return answer_batch(m, FC.prompt[:n].tolist(), FC.answer[:n].tolist())
 
 BAD_DATA = {
     "n zero": (lambda: fact_claims(0), GcavInputError, "positive int"),
@@ -43,9 +46,10 @@ BAD_MODEL = {
     "nothing to train": (lambda m: finetune(m, ["a"], ["b"], steps=1, train="no_such_param"), GcavInputError, "no_such_param"),
     "same model": (lambda m: model_contrast(m, m, FC.prompt.tolist()), GcavInputError, "same model object"),
     "too few texts": (lambda m: model_contrast(m, load_model("tiny-llama"), ["a", "b"]), GcavInputError, ">= 4"),
-    "kl shapes": (lambda m: kl_to(torch.zeros(1, 2, 5), m, answer_batch(m, ["a b"], ["c"])), GcavInputError, "do not match"),
-    "claims columns": (lambda m: verdict_accuracy(m, FC[["claim"]]), GcavInputError, "prompt and label"),
-    "claims empty": (lambda m: verdict_accuracy(m, FC.iloc[:0]), GcavInputError, "non-empty"),
+    "kl shapes": (lambda m: answer_scores(m, _b(m), ["true", "false"], torch.zeros(1, 2, 5)), GcavInputError, "do not match"),
+    "labels unknown": (lambda m: answer_scores(m, _b(m), ["yes", "no"]), GcavInputError, "labels"),
+    "labels short": (lambda m: answer_scores(m, _b(m), ["true"]), GcavInputError, "labels"),
+    "answers without verdict": (lambda m: answer_scores(m, answer_batch(m, FC.prompt[:2].tolist(), FC.explanation[:2].tolist()), FC.label[:2].tolist()), GcavInputError, "must open"),
 }
 
 @pytest.mark.parametrize("case", BAD_MODEL, ids=list(BAD_MODEL))
@@ -78,13 +82,19 @@ def test_finetune_learns_and_trains_only_the_decoder_layers(tiny):
     assert changed and all("layers." in n for n in changed)
     assert not any(p.requires_grad for p in tuned.parameters())
 
-def test_kl_to_itself_is_zero_and_steering_is_removed_after(tiny):
-    b = answer_batch(tiny, FC.prompt[:4].tolist(), FC.answer[:4].tolist())
+def test_answer_scores_kl_to_itself_is_zero_and_steering_is_removed_after(tiny):
+    b, lab = _b(tiny, 4), FC.label[:4].tolist()
     with torch.no_grad(): own = tiny(b[0]).float()
-    assert abs(kl_to(own, tiny, b)) < 1e-6
+    assert abs(answer_scores(tiny, b, lab, own)["kl_tuned"]) < 1e-6
     v = random_like(model_contrast(tiny, _tuned(tiny), FC.prompt.tolist(), "blocks.1.hook_resid_post")["mean_diff"]["blocks.1.hook_resid_post"])
-    assert kl_to(own, tiny, b, [add(tiny, v, 8.0)]) > 0
-    assert abs(kl_to(own, tiny, b)) < 1e-6                                   # the intervention is gone
+    assert answer_scores(tiny, b, lab, own, [add(tiny, v, 8.0)])["kl_tuned"] > 0
+    assert abs(answer_scores(tiny, b, lab, own)["kl_tuned"]) < 1e-6                # the intervention is gone
+
+def test_answer_scores_accuracy_equals_the_restricted_choice_after_the_marker(tiny):
+    b, lab = _b(tiny, 8), FC.label[:8]
+    p = choice_probs(tiny, [q + STYLE_MARKER for q in FC.prompt[:8]], [" true", " false"])
+    want = float(((p[:, 0] > p[:, 1]).numpy() == (lab == "true").to_numpy()).mean())
+    assert math.isclose(answer_scores(tiny, b, lab.tolist())["verdict_accuracy"], want, rel_tol=1e-9)
 
 def _tuned(tiny):
     t = load_model("tiny-llama"); finetune(t, FC.prompt.tolist(), FC.answer.tolist(), steps=2, lr=1e-2); return t

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from jaxtyping import Float, Int
 from ..config import GcavInputError
-from ..models import tokenize, resolve_hooks
+from ..models import tokenize, resolve_hooks, token_id
 from ..activations import collect_sets
 from ..cav import ConceptVector, fit_cavs
 from ..metrics import kl_divergence
@@ -20,8 +20,8 @@ from ..train import train_loop
 from .core import as_vector, steer, choice_probs
 
 # %% auto #0
-__all__ = ['CAPITALS', 'STYLE_MARKER', 'fact_claims', 'answer_batch', 'answer_loss', 'finetune', 'model_contrast', 'kl_to',
-           'style_rate', 'verdict_accuracy']
+__all__ = ['CAPITALS', 'STYLE_MARKER', 'fact_claims', 'answer_batch', 'answer_loss', 'finetune', 'model_contrast',
+           'answer_scores', 'style_rate']
 
 # %% ../../nbs/1_steering/17_reflex.ipynb #e7e66390
 CAPITALS = (("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Germany", "Berlin"), ("Japan", "Tokyo"),
@@ -127,42 +127,44 @@ def model_contrast(base, # the backbone
         out["probe"][h] = probe.vector(h, "tuned", run=0)
     return out
 
-# %% ../../nbs/1_steering/17_reflex.ipynb #ceef3e4f
+# %% ../../nbs/1_steering/17_reflex.ipynb #65654e65
 @torch.no_grad()
-def kl_to(target_logits:Float[Tensor, "n pos vocab"], # the tuned model's logits on `batch` (computed once)
-          model, # the model judged (the base)
-          batch:tuple[Tensor, Tensor, Tensor], # `answer_batch` output
-          interventions:Sequence=(), # steering active during the pass
-          batch_size:int=32,
-         )->float: # nats per answer position
-    "Mean KL(target || model with interventions) over the positions that predict answer tokens."
+def answer_scores(model, # the model judged (the base, steered or not)
+                  batch:tuple[Tensor, Tensor, Tensor], # `answer_batch` of prompts + styled answers ("Verdict: true. ...")
+                  labels:Sequence[str], # gold verdict per row: "true" or "false"
+                  target_logits:Float[Tensor, "n pos vocab"]|None=None, # the tuned model's logits on `batch` (None: no KL)
+                  interventions:Sequence=(), # steering active during the pass
+                  batch_size:int=32,
+                 )->dict[str, float]: # kl_tuned (nats per answer position), p_marker, verdict_accuracy
+    "KL to the tuned model over answer positions, P(answer opens with the marker) and verdict accuracy, from one pass."
     toks, mask, ans = batch
-    if target_logits.shape[:2] != toks.shape: raise GcavInputError(f"target_logits {tuple(target_logits.shape[:2])} do not match the batch's tokens {tuple(toks.shape)}")
+    if len(labels) != len(toks) or set(labels) - {"true", "false"}: raise GcavInputError(f"labels must be 'true'/'false', one per row ({len(toks)}), got {list(labels)[:4]!r}")
+    if target_logits is not None and target_logits.shape[:2] != toks.shape: raise GcavInputError(f"target_logits {tuple(target_logits.shape[:2])} do not match the batch's tokens {tuple(toks.shape)}")
+    first = ans.argmax(1)                                                    # [n] first answer token
+    lab = first + len(model.tokenizer(STYLE_MARKER, add_special_tokens=False)["input_ids"])   # [n] the label token
+    ids = torch.tensor([token_id(model, " true"), token_id(model, " false")])
+    gold = torch.tensor([l == "true" for l in labels])
+    if not bool((toks[torch.arange(len(toks)), lab] == torch.where(gold, ids[0], ids[1])).all()): raise GcavInputError(f"the answers must open with '{STYLE_MARKER} true|false'")
     where = torch.zeros_like(ans); where[:, :-1] = ans[:, 1:]               # position t predicts answer token t+1
-    tot, n = 0.0, 0
+    kl, pm, ok = 0.0, [], []
     with steer(*interventions):
         for s in range(0, len(toks), batch_size):
-            q = model(toks[s:s + batch_size].to(model.cfg.device)).float().cpu()            # [b, pos, vocab]
-            tot += float(kl_divergence(target_logits[s:s + batch_size], q, reduction="sum", mask=where[s:s + batch_size]))
-    return tot / max(1, int(where.sum()))
+            sl, q = slice(s, s + batch_size), model(toks[s:s + batch_size].to(model.cfg.device)).float().cpu()   # [b, pos, vocab]
+            r = torch.arange(len(q))
+            pm.append(torch.softmax(q[r, first[sl] - 1], -1)[r, toks[sl][r, first[sl]]])                     # [b]
+            z = q[r, lab[sl] - 1][:, ids]                                                                     # [b, 2]
+            ok.append((z[:, 0] > z[:, 1]) == gold[sl])
+            if target_logits is not None: kl += float(kl_divergence(target_logits[sl], q, reduction="sum", mask=where[sl]))
+    return dict(kl_tuned=kl / max(1, int(where.sum())) if target_logits is not None else math.nan,
+                p_marker=float(torch.cat(pm).mean()), verdict_accuracy=float(torch.cat(ok).double().mean()))
 
+# %% ../../nbs/1_steering/17_reflex.ipynb #9b676d0c
 def style_rate(texts:Sequence[str], # generated answers
                marker:str=STYLE_MARKER, # the style's opening
               )->float:
     "Fraction of answers that open with the marker (after leading whitespace)."
     if isinstance(texts, str) or not texts: raise GcavInputError(f"texts must be a non-empty list of str, got {texts!r}")
     return float(np.mean([t.lstrip().startswith(marker) for t in texts]))
-
-# %% ../../nbs/1_steering/17_reflex.ipynb #94f91268
-def verdict_accuracy(model, # a language model
-                     claims:pd.DataFrame, # `fact_claims` rows (prompt, label)
-                     interventions:Sequence=(), # steering active during the pass
-                     batch_size:int=32,
-                    )->float:
-    "Accuracy of the more likely of ' true' / ' false' after 'Claim: ...\\nVerdict:'."
-    if not {"prompt", "label"} <= set(claims.columns) or claims.empty: raise GcavInputError("claims must be a non-empty frame with prompt and label columns")
-    p = choice_probs(model, [q + STYLE_MARKER for q in claims.prompt], [" true", " false"], interventions, batch_size)   # [n, 2]
-    return float(((p[:, 0] > p[:, 1]).numpy() == (claims.label == "true").to_numpy()).mean())
 
 # %% ../../nbs/1_steering/17_reflex.ipynb #bdff01d1
 from ..config import document_params
