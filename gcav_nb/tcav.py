@@ -28,7 +28,7 @@ from .cav import CAVSet, fit_cavs, fit_random_cavs, fit_relative_cavs, fit_tcav_
 
 # %% auto #0
 __all__ = ['TESTS', 'CORRECTIONS', 'COLLAPSE', 'Target', 'logit', 'logprob', 'logit_diff', 'class_logit', 'loss', 'as_target',
-           'gradients', 'tcav_scores', 'per_layer', 'sign_scores', 'tcav_pvalues', 'min_pvalue', 'correct_pvalues',
+           'gradients', 'per_layer', 'sign_scores', 'tcav_scores', 'tcav_pvalues', 'min_pvalue', 'correct_pvalues',
            'stability_metrics', 'CAVMethod', 'null_cavs', 'run_cosine', 'method_accuracy', 'ConceptResult',
            'ConceptReport', 'plot_scores', 'tcav_result', 'run_concepts', 'tcav']
 
@@ -124,6 +124,7 @@ def _zero_taps(model, names:list[str]):
         return fn
     with model.hooks(fwd_hooks=[(n, make(n)) for n in names]): yield taps
 
+# %% ../nbs/04_tcav.ipynb #80d17fd7
 def _last_index(mask:Tensor)->Tensor:
     "Index of the last real token per row of an attention mask [b, pos] -> [b]."
     pos = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
@@ -137,6 +138,7 @@ def _pool_grad(g:Tensor, pooling, mask:Tensor|None, tokens:Tensor|None, bos_id:i
     if isinstance(pooling, str) and pooling == "all": raise GcavInputError("pooling='all' has no single gradient per input; use 'last', 'mean' or a mask")
     return pool(g, mask, pooling, tokens=tokens, bos_id=bos_id)
 
+# %% ../nbs/04_tcav.ipynb #65e1a400
 def _as_inputs(inputs):
     "Texts (list[str], ConceptSet) or a tensor batch; validated."
     if isinstance(inputs, Tensor):
@@ -157,6 +159,32 @@ def _length_batches(mask:Tensor|None, n:int, batch_size:int)->list[Tensor]:
     order = torch.arange(n) if mask is None else torch.sort(mask.sum(1), stable=True).indices
     return list(order.split(batch_size))
 
+# %% ../nbs/04_tcav.ipynb #79bdebf2
+def _check_gradient_args(x, pooling, batch_size:int):
+    "The argument checks of `gradients` that need no forward pass."
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1: raise GcavInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    if isinstance(pooling, Tensor) and (not isinstance(x, list) or pooling.ndim != 2 or pooling.shape[0] != len(x)):
+        raise GcavInputError(f"a pooling mask must be [n={len(x)}, pos] for text inputs, got {tuple(pooling.shape)}")
+    if isinstance(pooling, str) and pooling not in ("last", "mean"): raise GcavInputError(f"pooling must be 'last', 'mean' or a mask [n, pos], got {pooling!r}")
+
+def _batch_grads(model, names:list[str], taps:dict, target:Target, ids:list[int], xb:Tensor, mb:Tensor|None, rows:Tensor)->tuple[list[Tensor], Tensor]:
+    "One forward+backward over a batch: (d target / d tap at every hook, target values [b]); errors name the hook or the inputs."
+    taps.clear()
+    with torch.enable_grad():
+        o = model(xb)
+        if missing := [h for h in names if h not in taps]: raise GcavInputError(f"hooks did not fire in the forward pass: {missing}")
+        if isinstance(o, (tuple, list)): o = o[0]
+        o = getattr(o, "logits", o)
+        if mb is not None: o = o[torch.arange(o.shape[0], device=o.device), _last_index(mb)]   # [b, pos, vocab] -> [b, vocab]
+        v = target(o, ids)
+        if not torch.isfinite(v).all(): raise GcavInputError(f"target {target.name!r} is NaN/inf for input(s) {rows[~torch.isfinite(v).cpu()].tolist()}")
+        if not v.requires_grad: raise GcavInputError(f"target {target.name!r} does not depend on the hooked activations (no gradient)")
+        gs = torch.autograd.grad(v.sum(), [taps[h] for h in names], allow_unused=True)
+    for h, g in zip(names, gs):
+        if g is None: raise GcavInputError(f"target {target.name!r} does not depend on hook {h!r} (no gradient reached it)")
+        if not all_finite(g): raise GcavInputError(f"gradient at hook {h!r} has NaN/inf values (inputs {rows[:5].tolist()}...)")
+    return list(gs), v.detach()
+
 # %% ../nbs/04_tcav.ipynb #a1f1fde1
 def gradients(model, # hooked model (Bridge / wrap_module) or any nn.Module (hooks = module names)
               inputs, # texts (list[str] / ConceptSet) or a tensor batch [n, ...]
@@ -171,12 +199,8 @@ def gradients(model, # hooked model (Bridge / wrap_module) or any nn.Module (hoo
     "d target / d activation at every hook, ONE forward+backward per batch; float32 on CPU."
     target = as_target(target); model = _hooked(model)
     names = resolve_hooks(model, hooks)
-    x = _as_inputs(inputs)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1: raise GcavInputError(f"batch_size must be a positive int, got {batch_size!r}")
-    text = isinstance(x, list)
-    if isinstance(pooling, Tensor) and (not text or pooling.ndim != 2 or pooling.shape[0] != len(x)):
-        raise GcavInputError(f"a pooling mask must be [n={len(x)}, pos] for text inputs, got {tuple(pooling.shape)}")
-    if isinstance(pooling, str) and pooling not in ("last", "mean"): raise GcavInputError(f"pooling must be 'last', 'mean' or a mask [n, pos], got {pooling!r}")
+    x = _as_inputs(inputs); text = isinstance(x, list)
+    _check_gradient_args(x, pooling, batch_size)
     ids = target.ids(model)  # token errors before any forward
     if text: toks, mask = tokenize(model, x, padding_side="right", prepend_bos=prepend_bos)
     else: toks, mask = x, None
@@ -189,68 +213,16 @@ def gradients(model, # hooked model (Bridge / wrap_module) or any nn.Module (hoo
         for rows in tqdm(_length_batches(mask, n, batch_size), disable=not progress, desc="gradients"):
             P = None if mask is None else int(mask[rows].sum(1).max())   # right padding: drop columns past the longest text
             xb = (toks[rows] if mask is None else toks[rows, :P]).to(dev); mb = None if mask is None else mask[rows, :P].to(dev)
-            taps.clear()
-            with torch.enable_grad():
-                o = model(xb)
-                if missing := [h for h in names if h not in taps]: raise GcavInputError(f"hooks did not fire in the forward pass: {missing}")
-                if isinstance(o, (tuple, list)): o = o[0]
-                o = getattr(o, "logits", o)
-                if mb is not None: o = o[torch.arange(o.shape[0], device=o.device), _last_index(mb)]   # [b, pos, vocab] -> [b, vocab]
-                v = target(o, ids)
-                if not torch.isfinite(v).all(): raise GcavInputError(f"target {target.name!r} is NaN/inf for input(s) {rows[~torch.isfinite(v).cpu()].tolist()}")
-                if not v.requires_grad: raise GcavInputError(f"target {target.name!r} does not depend on the hooked activations (no gradient)")
-                gs = torch.autograd.grad(v.sum(), [taps[h] for h in names], allow_unused=True)
+            gs, v = _batch_grads(model, names, taps, target, ids, xb, mb, rows)
             for h, g in zip(names, gs):
-                if g is None: raise GcavInputError(f"target {target.name!r} does not depend on hook {h!r} (no gradient reached it)")
-                if not all_finite(g): raise GcavInputError(f"gradient at hook {h!r} has NaN/inf values (inputs {rows[:5].tolist()}...)")
                 pb = pooling[rows, :P] if isinstance(pooling, Tensor) else pooling
                 pg = _pool_grad(g.detach(), pb, mb, xb if text else None, bos)
                 if h not in res: res[h] = torch.empty(n, pg.shape[1], dtype=torch.float32)
                 res[h][rows] = pg.float().cpu()
-            vals[rows] = v.detach().float().cpu()
+            vals[rows] = v.float().cpu()
     return (res, vals) if return_values else res
 
-# %% ../nbs/04_tcav.ipynb #1777f3b7
-def _cav_dict(cavs, layers:list[str]|None=None)->dict[str, Tensor]:
-    "CAVs as {hook: [concept, run, d]} from a dict, a CAVSet or a [layer, concept, run, d] tensor."
-    if isinstance(cavs, dict):
-        out = {}
-        for k, v in cavs.items():
-            v = torch.as_tensor(v)
-            if v.ndim == 1: v = v[None, None]
-            elif v.ndim == 2: v = v[:, None]
-            if v.ndim != 3: raise GcavInputError(f"CAVs for {k!r} must be [concept, run, d], got shape {tuple(v.shape)}")
-            out[k] = v.float()
-        return out
-    if isinstance(cavs, CAVSet): return {l: cavs[l].float() for l in cavs.layers}
-    if isinstance(cavs, Tensor):
-        if cavs.ndim != 4 or layers is None: raise GcavInputError(f"a CAV tensor must be [layer, concept, run, d] with layer names; got shape {tuple(cavs.shape)}")
-        return {l: cavs[i].float() for i, l in enumerate(layers)}
-    raise TypeError(f"cavs must be a CAVSet, a dict hook -> [concept, run, d] or a tensor, got {type(cavs).__name__}")
-
-def tcav_scores(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
-                cavs, # CAVSet, {hook: [concept, run, d]} or [layer, concept, run, d] with `layers`
-                sign:int=1, # the target's sign (+1 logit, -1 loss)
-                layers:list[str]|None=None, # layers to score (default: the CAVs' layers)
-                magnitude:bool=False, # captum's magnitude score (mean of grad.v) instead of the sign count
-                _check:bool=True, # check gradients for NaN (tcav skips it: `gradients` already did)
-               )->Float[Tensor, "layer concept run"]:
-    "TCAV score per layer, concept and run: fraction of inputs with sign * grad.v > 0."
-    if not isinstance(grads, dict): raise TypeError(f"grads must be a dict hook -> [n, d], got {type(grads).__name__}")
-    if sign not in (1, -1): raise GcavInputError(f"sign must be +1 or -1, got {sign!r}")
-    cd = _cav_dict(cavs, layers)
-    layers = list(cd) if layers is None else list(layers)
-    gs, vs = [], []
-    for l in layers:
-        if l not in grads: raise UnknownNameError(f"no gradients for layer {l!r}; have {list(grads)[:5]}")
-        if l not in cd: raise UnknownNameError(f"no CAVs for layer {l!r}; have {list(cd)[:5]}")
-        g, v = grads[l].float(), cd[l]
-        if g.ndim != 2 or g.shape[0] == 0: raise GcavInputError(f"gradients for {l!r} must be [n>0, d], got {tuple(g.shape)}")
-        if g.shape[-1] != v.shape[-1]: raise GcavInputError(f"layer {l!r}: gradient dim {g.shape[-1]} != CAV dim {v.shape[-1]}")
-        if _check and not all_finite(g): raise GcavInputError(f"gradients for {l!r} contain NaN/inf")
-        gs.append(g); vs.append(v.to(g.device))
-    return sign_scores(gs, vs, sign, magnitude)
-
+# %% ../nbs/04_tcav.ipynb #1eeff04a
 def per_layer(x, # a Tensor [L, ...] or a list of per-layer Tensors
               what:str="tensors", # its name in error messages
              )->list[Tensor]:
@@ -278,6 +250,48 @@ def sign_scores(grads, # target gradients: Tensor [L, n, d] or list of [n, d_l]
         s = d.mean(-1) if magnitude else (d > 0).float().mean(-1)
         for j, l in enumerate(ix): out[l] = s[j].reshape(cs[:-1])
     return torch.stack(out)
+
+# %% ../nbs/04_tcav.ipynb #3a1de6bd
+def _cav_dict(cavs, layers:list[str]|None=None)->dict[str, Tensor]:
+    "CAVs as {hook: [concept, run, d]} from a dict, a CAVSet or a [layer, concept, run, d] tensor."
+    if isinstance(cavs, dict):
+        out = {}
+        for k, v in cavs.items():
+            v = torch.as_tensor(v)
+            if v.ndim == 1: v = v[None, None]
+            elif v.ndim == 2: v = v[:, None]
+            if v.ndim != 3: raise GcavInputError(f"CAVs for {k!r} must be [concept, run, d], got shape {tuple(v.shape)}")
+            out[k] = v.float()
+        return out
+    if isinstance(cavs, CAVSet): return {l: cavs[l].float() for l in cavs.layers}
+    if isinstance(cavs, Tensor):
+        if cavs.ndim != 4 or layers is None: raise GcavInputError(f"a CAV tensor must be [layer, concept, run, d] with layer names; got shape {tuple(cavs.shape)}")
+        return {l: cavs[i].float() for i, l in enumerate(layers)}
+    raise TypeError(f"cavs must be a CAVSet, a dict hook -> [concept, run, d] or a tensor, got {type(cavs).__name__}")
+
+# %% ../nbs/04_tcav.ipynb #9845dae6
+def tcav_scores(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
+                cavs, # CAVSet, {hook: [concept, run, d]} or [layer, concept, run, d] with `layers`
+                sign:int=1, # the target's sign (+1 logit, -1 loss)
+                layers:list[str]|None=None, # layers to score (default: the CAVs' layers)
+                magnitude:bool=False, # captum's magnitude score (mean of grad.v) instead of the sign count
+                _check:bool=True, # check gradients for NaN (tcav skips it: `gradients` already did)
+               )->Float[Tensor, "layer concept run"]:
+    "TCAV score per layer, concept and run: fraction of inputs with sign * grad.v > 0."
+    if not isinstance(grads, dict): raise TypeError(f"grads must be a dict hook -> [n, d], got {type(grads).__name__}")
+    if sign not in (1, -1): raise GcavInputError(f"sign must be +1 or -1, got {sign!r}")
+    cd = _cav_dict(cavs, layers)
+    layers = list(cd) if layers is None else list(layers)
+    gs, vs = [], []
+    for l in layers:
+        if l not in grads: raise UnknownNameError(f"no gradients for layer {l!r}; have {list(grads)[:5]}")
+        if l not in cd: raise UnknownNameError(f"no CAVs for layer {l!r}; have {list(cd)[:5]}")
+        g, v = grads[l].float(), cd[l]
+        if g.ndim != 2 or g.shape[0] == 0: raise GcavInputError(f"gradients for {l!r} must be [n>0, d], got {tuple(g.shape)}")
+        if g.shape[-1] != v.shape[-1]: raise GcavInputError(f"layer {l!r}: gradient dim {g.shape[-1]} != CAV dim {v.shape[-1]}")
+        if _check and not all_finite(g): raise GcavInputError(f"gradients for {l!r} contain NaN/inf")
+        gs.append(g); vs.append(v.to(g.device))
+    return sign_scores(gs, vs, sign, magnitude)
 
 # %% ../nbs/04_tcav.ipynb #4b901888
 TESTS = ("ttest", "mannwhitney", "onesample", "pseudo")
@@ -432,11 +446,6 @@ def method_accuracy(vs:list[Tensor], # per layer [C, R, d_l]: directions in the 
     return out
 
 # %% ../nbs/04_tcav.ipynb #b4e45f7a
-def _short(layer:str)->str:
-    "A short label for a hook name: 'blocks.12.hook_resid_post' -> '12'."
-    parts = [p for p in layer.split(".") if p.isdigit()]
-    return parts[0] if len(parts) == 1 else layer
-
 @dataclass
 class ConceptResult:
     "Scores of methods x layers x concepts x runs, each method's null (random pseudo-concepts, same method), tests."
@@ -501,6 +510,12 @@ def _warn_power(self:ConceptResult):
             warnings.warn(f"{m}: with {self.scores[m].shape[-1]} runs per concept and {len(self.null_names)} random sets, the {self.test} test "
                           f"cannot reach p <= {need:.2g} ({self.correction} over {k} tests) at {bad} of {len(self.layers)} layers, whatever "
                           f"the concept (the smallest possible p there is {low[low > need].min():.2g}); use more random sets or fewer layers x concepts")
+
+# %% ../nbs/04_tcav.ipynb #60355642
+def _short(layer:str)->str:
+    "A short label for a hook name: 'blocks.12.hook_resid_post' -> '12'."
+    parts = [p for p in layer.split(".") if p.isdigit()]
+    return parts[0] if len(parts) == 1 else layer
 
 # %% ../nbs/04_tcav.ipynb #8e14d3eb
 @patch
@@ -837,6 +852,14 @@ def _run_meta(model, x, ids, pooling, seed, classifier, C, relative, prepend_bos
                 pooling=pooling if isinstance(pooling, str) else "mask", seed=seed, classifier=classifier, C=C, relative=relative,
                 n_inputs=len(x), prepend_bos=bos, methods=[repr(m) for m in methods], versions=_versions())
 
+def _fit_run_cavs(cset:dict, rset:dict, cavs, random_cavs, relative, n_random:int, fit:dict)->tuple[CAVSet, CAVSet]:
+    "The concept and random-vs-random CAVs of a run: given ones kept, the rest fitted (both in one problem when neither is given)."
+    if cavs is None and random_cavs is None and relative is None: return fit_tcav_cavs(cset, rset, **fit)
+    if random_cavs is None: random_cavs = fit_random_cavs(rset, ordered=True, **fit)
+    if cavs is None:
+        cavs = fit_relative_cavs(cset, pairs=[tuple(p) for p in relative], n_runs=n_random, **fit) if relative is not None else fit_cavs(cset, rset, **fit)
+    return cavs, random_cavs
+
 # %% ../nbs/04_tcav.ipynb #d9cff333
 def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Module (wrapped for you)
                  inputs, # the inputs X_k: texts / ConceptSet, or a tensor [n, ...]
@@ -870,17 +893,12 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
     bos = dict(prepend_bos=prepend_bos) if isinstance(x, list) else {}   # texts only: tensors have no tokens
     store = dict(cache=cache) if cache else {}                            # (collect's own default otherwise)
     acts = collect_sets(model, {**sets, **rnd}, names, pooling=pooling, batch_size=batch_size, progress=progress, **bos, **store) if sets or rnd else {}
-    fit = dict(layers=names, classifier=classifier, C=C, seed=seed)
     cset, rset = {k: acts[k] for k in sets}, {k: acts[k] for k in rnd}
-    if cavs is None and random_cavs is None and relative is None: cavs, random_cavs = fit_tcav_cavs(cset, rset, **fit)
-    if random_cavs is None: random_cavs = fit_random_cavs(rset, ordered=True, **fit)
-    rnames = list(rnd) or None
-    if cavs is None:
-        cavs = fit_relative_cavs(cset, pairs=[tuple(p) for p in relative], n_runs=n_random, **fit) if relative is not None else fit_cavs(cset, rset, **fit)
+    cavs, random_cavs = _fit_run_cavs(cset, rset, cavs, random_cavs, relative, n_random, dict(layers=names, classifier=classifier, C=C, seed=seed))
     grads = gradients(model, x, names, target, pooling=pooling, batch_size=batch_size, progress=progress, **bos)
     meta = _run_meta(model, x, ids, pooling, seed, classifier, C, relative, prepend_bos, methods)
     return tcav_result(grads, cavs, random_cavs, target, methods, test=test, correction=correction, alpha=alpha, layers=names,
-                       random_names=rnames, acts=acts, meta=meta, seed=seed, progress=progress)
+                       random_names=list(rnd) or None, acts=acts, meta=meta, seed=seed, progress=progress)
 
 # %% ../nbs/04_tcav.ipynb #fb5937d6
 @delegates(run_concepts, but=["methods"])
