@@ -171,7 +171,7 @@ def _forward(model, tokens:Int[Tensor, "batch ctx"], state:dict)->dict[str, Tens
         raise GcavInputError(f"hook(s) {missing} did not fire in the forward pass")
     return {n: state["out"][n] for n in state["names"]}
 
-# %% ../nbs/09_store.ipynb #5b461b74
+# %% ../nbs/09_store.ipynb #6c062898
 def _put_rows(fd:int, out:dict[str, Tensor], at:dict[str, int], hs:dict)->None:
     "Write one batch's rows of every hook at their file offsets, extending each hook's running CRC-32."
     for n, x in out.items(): b = _bytes(x); hs[n] = zlib.crc32(b, hs[n]); _put(fd, b, at[n]); at[n] += len(b)
@@ -199,6 +199,7 @@ def _write_shard(path:Path, i:int, model, toks:Int[Tensor, "blocks ctx"], state:
     atomic_write(f, lambda p: crc.update(_fill_shard(p, i, model, toks, state, batch_size, bar)))   # checksummed as written, never re-read
     return dict(file=f.name, blocks=len(toks), crc32=crc)
 
+# %% ../nbs/09_store.ipynb #d4534459
 def _run_shards(model, blocks, state:dict, path:Path, key:dict, shards:list, bar, batch_size:int)->dict:
     "Compute and write shard after shard from `blocks`, the manifest rewritten after each; the hooks' widths."
     d = {}
@@ -216,6 +217,7 @@ def _store_key(model, names:list[str], cid:str, ctx:int, n_tokens:int, shard_tok
                 hooks=names, ctx=ctx, prepend_bos=bos, separator=sep, corpus=cid, seed=seed, n_blocks=n_tokens // ctx,
                 shard_blocks=shard_tokens // ctx, dtype=str(dtype).removeprefix("torch."))
 
+# %% ../nbs/09_store.ipynb #3a8bb67f
 def _resume(path:Path, key:dict)->tuple[list, dict, bool]:
     "(shards already written for this key, up to the first missing file; hook widths; whether the store is complete)."
     f = path/MANIFEST
