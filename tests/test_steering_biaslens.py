@@ -104,3 +104,20 @@ def test_behaviour_bias_flips_sign_when_the_answers_swap(tiny):
     a = behaviour_bias(tiny, ["nurse", "pilot"], PROMPTS[:2])
     b = behaviour_bias(tiny, ["nurse", "pilot"], PROMPTS[:2], (" she", " he"))
     np.testing.assert_allclose(a.to_numpy(), -b.to_numpy(), atol=1e-5)
+
+@cpu_only
+def test_cpu_biaslens_agrees_with_behaviour_beyond_random_references():
+    "cpu: the notebook's finding on SmolLM2 (18_biaslens), smaller (24 sentences, every 3rd layer): the layer-mean BiasLens score ranks the occupations like log P(he)/P(she), more than random reference concepts do."
+    import random
+    from gcav_nb.data import random_pool
+    m = load_model("smollm2-135m"); H = layer_hooks(m)[::3]
+    targets, n = list(OCCUPATIONS), 24
+    b = behaviour_bias(m, targets).mean(axis=1)
+    pool = random_pool(); idx = random.Random(0).sample(range(len(pool)), 6 * n)
+    draws = [[pool[j] for j in idx[i * n:(i + 1) * n]] for i in range(6)]
+    concepts = {t: concept_sentences([t], n) for t in targets} | {"male": concept_sentences(MALE, n), "female": concept_sentences(FEMALE, n)}
+    concepts |= {"ra0": draws[2], "rb0": draws[3], "ra1": draws[4], "rb1": draws[5]}
+    cavs = concept_cavs(m, concepts, draws[:2], H)
+    rho = agreement(bias_scores(cavs, targets, "male", "female"), b, 500).loc["mean", "rho"]
+    rnd = [agreement(bias_scores(cavs, targets, f"ra{i}", f"rb{i}"), b, 500).loc["mean", "rho"] for i in range(2)]
+    assert rho > 0 and rho > max(abs(r) for r in rnd), (rho, rnd)
