@@ -852,12 +852,21 @@ def _run_meta(model, x, ids, pooling, seed, classifier, C, relative, prepend_bos
                 pooling=pooling if isinstance(pooling, str) else "mask", seed=seed, classifier=classifier, C=C, relative=relative,
                 n_inputs=len(x), prepend_bos=bos, methods=[repr(m) for m in methods], versions=_versions())
 
-def _fit_run_cavs(cset:dict, rset:dict, cavs, random_cavs, relative, n_random:int, fit:dict)->tuple[CAVSet, CAVSet]:
-    "The concept and random-vs-random CAVs of a run: given ones kept, the rest fitted (both in one problem when neither is given)."
-    if cavs is None and random_cavs is None and relative is None: return fit_tcav_cavs(cset, rset, **fit)
+def _check_runs(runs, n_random:int, cavs)->int:
+    "The runs per concept: `runs` checked against the random sets (None: all of them)."
+    if runs is None: return n_random
+    if cavs is not None: raise GcavInputError("runs= applies to concept CAVs fitted here; with precomputed cavs, give no runs")
+    if not isinstance(runs, int) or isinstance(runs, bool) or not 2 <= runs <= n_random:
+        raise GcavInputError(f"runs must be an int in [2, {n_random}] (the random sets given), got {runs!r}")
+    return runs
+
+def _fit_run_cavs(cset:dict, rset:dict, cavs, random_cavs, relative, runs:int, fit:dict)->tuple[CAVSet, CAVSet]:
+    "Concept CAVs (against the first `runs` random sets) and random-vs-random CAVs of every random set; given ones kept."
+    if cavs is None and random_cavs is None and relative is None and runs == len(rset): return fit_tcav_cavs(cset, rset, **fit)   # one problem
     if random_cavs is None: random_cavs = fit_random_cavs(rset, ordered=True, **fit)
     if cavs is None:
-        cavs = fit_relative_cavs(cset, pairs=[tuple(p) for p in relative], n_runs=n_random, **fit) if relative is not None else fit_cavs(cset, rset, **fit)
+        cavs = (fit_relative_cavs(cset, pairs=[tuple(p) for p in relative], n_runs=runs, **fit) if relative is not None
+                else fit_cavs(cset, dict(list(rset.items())[:runs]), **fit))
     return cavs, random_cavs
 
 # %% ../nbs/04_tcav.ipynb #d9cff333
@@ -869,6 +878,7 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
                  target, # `Target`, token str, class int or callable out [batch, n_out] -> [batch]
                  methods:Sequence[CAVMethod]|None=None, # the CAV methods to score (default: plain TCAV, `CAVMethod()`)
                  relative:list|None=None, # [(concept, counter-concept)]: relative CAVs instead of concept-vs-random
+                 runs:int|None=None, # CAV runs per concept: the first `runs` random sets (None: all); the null uses every set
                  pooling="last", # how text activations and gradients are pooled ("last", "mean")
                  classifier:str="logistic", # CAV classifier ("logistic" or "mean_diff", see `fit_cavs`)
                  C:float=1.0, # inverse L2 strength of the logistic CAVs
@@ -888,15 +898,15 @@ def run_concepts(model, # hooked model (`load_model`, `wrap_module`) or a plain 
     model = _hooked(model); target = as_target(target); names = resolve_hooks(model, hooks); ids = target.ids(model)
     x = _as_inputs(inputs); sets, rnd = _checked_sets(concepts, random_sets, cavs, random_cavs, relative, test)
     _check_run(test, correction, alpha, seed, relative, sets, cavs)
-    n_random = len(rnd) or len(null_cavs(random_cavs)[1])                 # random sets (or those behind given random CAVs)
+    n_random = len(rnd) or len(null_cavs(random_cavs)[1]); runs = _check_runs(runs, n_random, cavs)   # random sets (or those behind given CAVs)
     for m in methods: m.check(layers=names, n_random=n_random)
     bos = dict(prepend_bos=prepend_bos) if isinstance(x, list) else {}   # texts only: tensors have no tokens
     store = dict(cache=cache) if cache else {}                            # (collect's own default otherwise)
     acts = collect_sets(model, {**sets, **rnd}, names, pooling=pooling, batch_size=batch_size, progress=progress, **bos, **store) if sets or rnd else {}
     cset, rset = {k: acts[k] for k in sets}, {k: acts[k] for k in rnd}
-    cavs, random_cavs = _fit_run_cavs(cset, rset, cavs, random_cavs, relative, n_random, dict(layers=names, classifier=classifier, C=C, seed=seed))
+    cavs, random_cavs = _fit_run_cavs(cset, rset, cavs, random_cavs, relative, runs, dict(layers=names, classifier=classifier, C=C, seed=seed))
     grads = gradients(model, x, names, target, pooling=pooling, batch_size=batch_size, progress=progress, **bos)
-    meta = _run_meta(model, x, ids, pooling, seed, classifier, C, relative, prepend_bos, methods)
+    meta = {**_run_meta(model, x, ids, pooling, seed, classifier, C, relative, prepend_bos, methods), "runs": runs}
     return tcav_result(grads, cavs, random_cavs, target, methods, test=test, correction=correction, alpha=alpha, layers=names,
                        random_names=list(rnd) or None, acts=acts, meta=meta, seed=seed, progress=progress)
 

@@ -215,7 +215,8 @@ def test_tcav_same_seed_identical_and_hooks_gone():
                                     (dict(alpha=2.0), GcavInputError), (dict(seed="1"), GcavInputError),
                                     (dict(relative=[("a", "nope")]), UnknownNameError), (dict(hooks="conv7"), UnknownNameError),
                                     (dict(concepts={}), GcavInputError), (dict(target=1.5), TypeError),
-                                    (dict(methods=[T.CAVMethod(), T.CAVMethod()]), GcavInputError)])
+                                    (dict(methods=[T.CAVMethod(), T.CAVMethod()]), GcavInputError),
+                                    (dict(runs=1), GcavInputError), (dict(runs=4), GcavInputError), (dict(runs=True), GcavInputError)])
 def test_tcav_bad_arguments_fail_before_work(kw, err):
     "Every bad argument raises before the model runs a single forward pass (counted with a forward pre-hook)."
     from gcav_nb.models import load_model
@@ -226,6 +227,21 @@ def test_tcav_bad_arguments_fail_before_work(kw, err):
         with pytest.raises(err): T.run_concepts(m, x, random_sets=[torch.rand(4, 3, 32, 32) + i for i in range(3)], progress=False, **args)
     finally: h.remove()
     assert calls == [], f"{len(calls)} forward pass(es) ran before the error"
+
+
+def test_runs_below_the_random_sets_keep_every_set_in_the_null():
+    "runs=R fits each concept against the first R random sets; the null's pseudo-concepts use all of them; run.json says so."
+    from gcav_nb.models import load_model
+    m = load_model("tiny-cnn", device="cpu"); g = torch.Generator().manual_seed(2)
+    x, conc = torch.rand(6, 3, 32, 32, generator=g), {"a": torch.rand(6, 3, 32, 32, generator=g)}
+    rnd = [torch.rand(6, 3, 32, 32, generator=g) + 0.1 * i for i in range(6)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        part, full = (T.run_concepts(m, x, conc, rnd, "conv1", 0, runs=r, test="pseudo", progress=False) for r in (3, None))
+    assert part.scores["TCAV"].shape[-1] == 3 and full.scores["TCAV"].shape[-1] == 6
+    assert part.null_scores["TCAV"].shape[1] == 6 and torch.equal(part.null_scores["TCAV"], full.null_scores["TCAV"])
+    assert torch.allclose(part.scores["TCAV"], full.scores["TCAV"][..., :3])     # the same first three runs
+    assert part.meta["runs"] == 3 and full.meta["runs"] == 6
 
 
 def test_the_forward_counter_sees_work():
