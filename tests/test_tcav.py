@@ -377,3 +377,22 @@ def test_progress_bars_are_on_by_default(capsys):
     assert "100%" in err and "collect" in err, err[-500:]
     T.tcav(m, x, conc, rnd, "conv1", 0, progress=False)
     assert "100%" not in capsys.readouterr().err
+
+
+def test_shared_work_is_done_once_for_every_concept(monkeypatch):
+    "Three concepts: one collect over all sets, one batched CAV fit, one gradient pass over the inputs (issue 8 §1, the atlas)."
+    from gcav_nb.models import load_model
+    calls = {k: 0 for k in ("collect_sets", "fit_tcav_cavs", "gradients")}
+    def counted(name):
+        real = getattr(T, name)
+        def f(*a, **k): calls[name] += 1; return real(*a, **k)
+        return f
+    for name in calls: monkeypatch.setattr(T, name, counted(name))
+    m = load_model("tiny-cnn", device="cpu"); g = torch.Generator().manual_seed(5)
+    conc = {c: torch.rand(6, 3, 32, 32, generator=g) for c in ("a", "b", "c")}
+    rnd = [torch.rand(6, 3, 32, 32, generator=g) + i for i in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = T.tcav(m, torch.rand(5, 3, 32, 32, generator=g), conc, rnd, ["conv1", "conv2"], 0, progress=False)
+    assert calls == {"collect_sets": 1, "fit_tcav_cavs": 1, "gradients": 1}, calls
+    assert r.scores["TCAV"].shape == (2, 3, 3)
