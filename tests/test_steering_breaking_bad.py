@@ -76,7 +76,7 @@ def test_detox_eval_restores_the_model(tiny, sae):
 
 @cpu_only
 def test_cpu_toxic_latents_beat_random_controls_on_smollm2():
-    "cpu: the notebook's SAE (cached by toxicity_saes, or retrained with the same arguments), |K|=8, high tier (1 x median ||h||)."
+    "cpu: the notebook's SAE (cached by toxicity_saes, or retrained with the same arguments), |K|=8, mid tier (0.25 x median ||h||, below saturation)."
     import numpy as np
     from gcav_nb.models import load_model
     from gcav_nb.activations import collect
@@ -93,6 +93,6 @@ def test_cpu_toxic_latents_beat_random_controls_on_smollm2():
     r_lat = np.random.default_rng(0).choice(np.setdiff1d(live, K), size=len(K), replace=False).tolist()
     v = latent_vector(s, K, W, H)
     p = {k: detox_eval(m, prompts, ivs, n_gen=1, max_new_tokens=1)[0]["p_toxic"] for k, ivs in
-         {"none": [], "sae": [add(m, v, -h)], "random dir": [add(m, random_like(v, seed=7), -h)], "random latents": [add(m, latent_vector(s, r_lat, W, H), -h)]}.items()}
+         {"none": [], "sae": [add(m, v, -0.25 * h)], "random dir": [add(m, random_like(v, seed=7), -0.25 * h)], "random latents": [add(m, latent_vector(s, r_lat, W, H), -0.25 * h)]}.items()}
     assert p["sae"] < p["none"], p
     assert p["sae"] < min(p["random dir"], p["random latents"]), p
