@@ -215,6 +215,7 @@ def _arg_comments(node:ast.AST, lines:list[str])->dict[str, str]:
         if c is not None: out.update(dict.fromkeys(names, c))
     return out
 
+# %% ../nbs/00_config.ipynb #c798556e
 def _param_docs(src:str)->dict[tuple, dict[str, str]]:
     "('def', first line) or ('class', qualname) -> {parameter: comment}, for every def and class in `src`."
     src = textwrap.dedent(src); lines, out = src.splitlines(), {}
@@ -264,6 +265,7 @@ def _documentable(ns:dict)->list[tuple]:
         out += [(m, key(m)) for k, m in vars(c).items() if not k.startswith("_") and ours(m)]  # @patch'ed ones too
     return out
 
+# %% ../nbs/00_config.ipynb #f7c6d235
 def _delegated_docs(obj)->dict[str, str]:
     "Comments of the parameters `obj` takes from the function it delegates to (fastcore `delegates`: `__delwrap__`), recursively."
     to = getattr(obj, "__delwrap__", None)

@@ -40,31 +40,6 @@ class ConceptSet:
         elif isinstance(examples, str): raise TypeError(f"concept {name!r}: examples must be a list of strings, not one string ({_fmt(examples)})")
         else: raise TypeError(f"concept {name!r}: examples must be a list of strings or an image tensor [n, C, H, W], got {type(examples).__name__}")
 
-    def _check_texts(self, xs):
-        if len(xs) == 0: raise GcavInputError(f"concept {self.name!r} is empty: give at least 2 examples")
-        for i, x in enumerate(xs):
-            if not isinstance(x, str): raise TypeError(f"concept {self.name!r}: example {i} is {type(x).__name__} {_fmt(x)}, expected str")
-            if not x.strip(): raise GcavInputError(f"concept {self.name!r}: example {i} is blank ({x!r})")
-        if len(xs) == 1: raise GcavInputError(f"concept {self.name!r} has one example ({_fmt(xs[0])}); a CAV needs at least 2")
-        first = {}
-        for i, x in enumerate(xs):
-            if x in first: raise GcavInputError(f"concept {self.name!r}: example {i} duplicates example {first[x]}: {_fmt(x)}")
-            first[x] = i
-        return xs
-
-    def _check_images(self, x):
-        if x.ndim != 4: raise GcavInputError(f"concept {self.name!r}: images must be [n, C, H, W], got shape {tuple(x.shape)}")
-        if not x.is_floating_point(): raise TypeError(f"concept {self.name!r}: images must be a float tensor, got {x.dtype}")
-        if x.shape[0] == 0: raise GcavInputError(f"concept {self.name!r} is empty: give at least 2 images")
-        if x.shape[0] == 1: raise GcavInputError(f"concept {self.name!r} has one image; a CAV needs at least 2")
-        bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
-        if bad: raise GcavInputError(f"concept {self.name!r}: image {bad[0]} has NaN or infinite values ({len(bad)} such images)")
-        seen = {}
-        for i, h in enumerate(image_hashes(x)):
-            if h in seen: raise GcavInputError(f"concept {self.name!r}: image {i} duplicates image {seen[h]}")
-            seen[h] = i
-        return x.detach()
-
     @property
     def hash(self)->str:
         "sha256 of the examples only (12 hex digits; not the name or source): same examples in the same order, same hash."
@@ -85,6 +60,35 @@ class ConceptSet:
     def _repr_markdown_(self):
         shown = "".join(f"\n- {_fmt(x, 100)}" for x in self.examples[:3]) if self.kind == "text" else ""
         return f"**{self.name}**: {self!r}{shown}" + ("\n- ..." if shown and len(self) > 3 else "")
+
+# %% ../nbs/01_data.ipynb #1147a978
+@patch
+def _check_texts(self:ConceptSet, xs):
+    if len(xs) == 0: raise GcavInputError(f"concept {self.name!r} is empty: give at least 2 examples")
+    for i, x in enumerate(xs):
+        if not isinstance(x, str): raise TypeError(f"concept {self.name!r}: example {i} is {type(x).__name__} {_fmt(x)}, expected str")
+        if not x.strip(): raise GcavInputError(f"concept {self.name!r}: example {i} is blank ({x!r})")
+    if len(xs) == 1: raise GcavInputError(f"concept {self.name!r} has one example ({_fmt(xs[0])}); a CAV needs at least 2")
+    first = {}
+    for i, x in enumerate(xs):
+        if x in first: raise GcavInputError(f"concept {self.name!r}: example {i} duplicates example {first[x]}: {_fmt(x)}")
+        first[x] = i
+    return xs
+
+# %% ../nbs/01_data.ipynb #ca18b6a3
+@patch
+def _check_images(self:ConceptSet, x):
+    if x.ndim != 4: raise GcavInputError(f"concept {self.name!r}: images must be [n, C, H, W], got shape {tuple(x.shape)}")
+    if not x.is_floating_point(): raise TypeError(f"concept {self.name!r}: images must be a float tensor, got {x.dtype}")
+    if x.shape[0] == 0: raise GcavInputError(f"concept {self.name!r} is empty: give at least 2 images")
+    if x.shape[0] == 1: raise GcavInputError(f"concept {self.name!r} has one image; a CAV needs at least 2")
+    bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
+    if bad: raise GcavInputError(f"concept {self.name!r}: image {bad[0]} has NaN or infinite values ({len(bad)} such images)")
+    seen = {}
+    for i, h in enumerate(image_hashes(x)):
+        if h in seen: raise GcavInputError(f"concept {self.name!r}: image {i} duplicates image {seen[h]}")
+        seen[h] = i
+    return x.detach()
 
 # %% ../nbs/01_data.ipynb #a78e8b81
 @patch

@@ -87,7 +87,6 @@ class GCAVConfig:
     temp_init:float=1.0 # soft-TCAV temperature T; T <- min(growth * T, max) at every forward
     temp_growth:float=1.2; temp_max:float=1000.0
     seed:int=0; num_threads:int|None=None # torch threads while fitting (None: leave as is); 1 is fastest for tiny problems
-
     def __post_init__(self):
         self.ae_hidden = tuple(int(h) for h in (self.ae_hidden if isinstance(self.ae_hidden, (list, tuple)) else (self.ae_hidden,)))
         _check_config(self)
@@ -287,6 +286,7 @@ class GCAV(nn.Module):
                 f"D={self.cfg.embed_dim}, fuse={self.cfg.fuse}/{self.cfg.fuse_input}, fitted={bool(self.fitted)})")
 
 # %% ../nbs/05_gcav.ipynb #67dca467
+@patch
 def _encode(self:GCAV, xs:list[Tensor])->Float[Tensor, "L n D"]:
     "Encode per-layer [n, d_l] tensors (same n) -> [L, n, D]."
     out = [None] * len(self.layers)
@@ -295,6 +295,7 @@ def _encode(self:GCAV, xs:list[Tensor])->Float[Tensor, "L n D"]:
         for j, l in enumerate(ix): out[l] = z[j]
     return torch.stack(out)
 
+@patch
 def _decode(self:GCAV, z:Float[Tensor, "L n D"])->list[Tensor]:
     "Decode [L, n, D] (row l through Dec_l) -> list of [n, d_l]."
     out = [None] * len(self.layers)
@@ -302,9 +303,9 @@ def _decode(self:GCAV, z:Float[Tensor, "L n D"])->list[Tensor]:
         x = self.aes[str(d)].decode(z[ix])
         for j, l in enumerate(ix): out[l] = x[j]
     return out
-GCAV._encode, GCAV._decode = _encode, _decode
 
 # %% ../nbs/05_gcav.ipynb #46e1a66c
+@patch
 def _fit_stage1(self:GCAV, cavs:list[Tensor], progress:bool=True, extra:list[Tensor]|None=None):
     cfg = self.cfg; gen = seed_everything(cfg.seed + 1)
     hist = []
@@ -330,9 +331,9 @@ def _fit_stage1(self:GCAV, cavs:list[Tensor], progress:bool=True, extra:list[Ten
             hist.append(dict(stage=1, width=d, epoch=ep, loss=tot / nb))
         ae.eval()
     self.history["stage1"] = pd.DataFrame(hist)
-GCAV._fit_stage1 = _fit_stage1
 
 # %% ../nbs/05_gcav.ipynb #106d7e5f
+@patch
 def _fit_stage2(self:GCAV, E:Tensor, Erand:Tensor, progress:bool=True):
     "E: AE embeddings of the concept CAVs [C, L, R, D]; Erand: of the negatives, per concept [C, L, M, D]."
     cfg = self.cfg; gen = seed_everything(cfg.seed + 2)
@@ -369,9 +370,9 @@ def _fit_stage2(self:GCAV, E:Tensor, Erand:Tensor, progress:bool=True):
     f.eval()
     self.history["stage2"] = pd.DataFrame(hist)
     with torch.no_grad(): return f(E.reshape(C, L * R, D)).reshape(C, L, R, D)
-GCAV._fit_stage2 = _fit_stage2
 
 # %% ../nbs/05_gcav.ipynb #3f0b0ff7
+@patch
 def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True):
     "Zin: the fusion input [C, L, R, D]; grads: per-layer target gradients [n, d_l] (computed once)."
     cfg = self.cfg; gen = seed_everything(cfg.seed + 3)
@@ -409,7 +410,6 @@ def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True):
     for p in self.aes.parameters(): p.requires_grad_(True)
     self.history["stage3"] = pd.DataFrame(hist)
     with torch.no_grad(): return fz(Zin.permute(0, 2, 1, 3))                                          # [C, R, D]
-GCAV._fit_stage3 = _fit_stage3
 
 # %% ../nbs/05_gcav.ipynb #dc4a7f37
 @patch
