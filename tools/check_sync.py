@@ -6,7 +6,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _digest(folder: str) -> dict[str, str]:
     return {str(p.relative_to(ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((ROOT/folder).rglob('*')) if p.is_file() and '__pycache__' not in p.parts}
+            for p in sorted((ROOT/folder).rglob('*'))
+            if p.is_file() and '__pycache__' not in p.parts and not p.name.endswith('.failed.ipynb')}   # run_nb's partial copies: git-ignored
 
 def main():
     before = {**_digest('gcav_nb'), **_digest('nbs')}

@@ -25,10 +25,10 @@ from ..metrics import kl_divergence, entropy
 from ..generation import generate
 
 # %% auto #0
-__all__ = ['DIRECTIONS', 'POSITIONS', 'STEERING_FORMAT', 'pca_direction', 'contrast_vectors', 'as_vector', 'random_like',
-           'hook_width', 'one_hook', 'Intervention', 'add', 'project_out', 'set_neurons', 'steer', 'fwd_hooks',
-           'choice_probs', 'Reference', 'cost', 'sweep', 'plot_sweep', 'save_vectors', 'load_vectors', 'from_layers',
-           'SteeringExplorer']
+__all__ = ['DIRECTIONS', 'POSITIONS', 'STEERING_FORMAT', 'pca_direction', 'vectors_from_acts', 'contrast_vectors', 'as_vector',
+           'random_like', 'hook_width', 'one_hook', 'Intervention', 'add', 'project_out', 'set_neurons', 'steer',
+           'fwd_hooks', 'choice_probs', 'Reference', 'cost', 'sweep', 'plot_sweep', 'save_vectors', 'load_vectors',
+           'from_layers', 'SteeringExplorer']
 
 # %% ../../nbs/1_steering/10_core.ipynb #c23df2b5
 def pca_direction(pos:Float[Tensor, "n d"], # activations of the positive examples
@@ -59,12 +59,12 @@ def _closed_form(method:str, pos:Tensor, neg:Tensor)->tuple[Tensor, float]:
 
 def _closed_form_vectors(method:str, acts, pn:str, nn:str, hooks:list[str], seed:int)->dict[str, ConceptVector]:
     "The `mean_diff` or `pca` ConceptVector at every hook, with the activations' provenance."
-    meta = acts[pn].meta; out = {}
+    meta = getattr(acts[pn], "meta", {}); out = {}
     for h in hooks:
         u, n = _closed_form(method, acts[pn][h], acts[nn][h])
         out[h] = ConceptVector(u, h, pn, negative=nn, model=meta.get("model", "unknown"), revision=meta.get("revision", "unknown"),
                                pooling=str(meta.get("pooling", "unknown")), seed=seed, classifier=method, C=None,
-                               data_hash={k: acts[k].meta.get("data_hash") for k in (pn, nn)}, norm=n, bias=0.0, run=None)
+                               data_hash={k: getattr(acts[k], "meta", {}).get("data_hash") for k in (pn, nn)}, norm=n, bias=0.0, run=None)
     return out
 
 def _check_methods(methods, randoms)->list[str]:
@@ -73,6 +73,36 @@ def _check_methods(methods, randoms)->list[str]:
     if bad := [m for m in ms if m not in DIRECTIONS]: raise GcavInputError(f"unknown direction method(s) {bad}; expected some of {DIRECTIONS}")
     if "tcav" in ms and not randoms: raise GcavInputError("method 'tcav' needs random sets (randoms=[...]): a TCAV CAV is concept vs random")
     return ms
+
+# %% ../../nbs/1_steering/10_core.ipynb #5fb56384
+def vectors_from_acts(acts:Mapping[str, Mapping[str, Tensor]], # set name -> {hook: [n, d]} (`collect_sets`' `Activations`, or plain dicts)
+                      positive:str, # the set steering moves toward
+                      negative:str, # the set it moves away from
+                      hooks:Sequence[str]|None=None, # default: every hook of the positive set
+                      methods:str|Sequence[str]=("mean_diff", "pca", "probe"), # some of `DIRECTIONS`
+                      randoms:Sequence[str]|None=None, # names of random sets in `acts`, needed by "tcav"
+                      test_frac:float=0.2, # held out to score `probe`/`tcav` (their `accuracy`)
+                      seed:int=0, # split seed
+                     )->dict[str, dict[str, ConceptVector]]: # method -> hook -> vector
+    "Steering directions at every hook, each method, from activations already read."
+    ms = _check_methods(methods, randoms)
+    names = [positive, negative, *(randoms or [])]
+    if miss := [n for n in names if n not in acts]: raise UnknownNameError(f"no activations for set(s) {miss}; acts has {list(acts)}")
+    hooks = list(acts[positive]) if hooks is None else list(hooks)
+    for h in hooks:
+        for n in names:
+            if h not in acts[n]: raise UnknownNameError(f"set {n!r} has no activations at hook {h!r}; it has {list(acts[n])}")
+            x = acts[n][h]
+            if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point() or not len(x): raise GcavInputError(f"acts[{n!r}][{h!r}] must be a float tensor [n >= 1, d], got {getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+            if x.shape[1] != acts[positive][h].shape[1]: raise GcavInputError(f"acts[{n!r}][{h!r}] has width {x.shape[1]}, the positive set {acts[positive][h].shape[1]}")
+            if not all_finite(x): raise GcavInputError(f"acts[{n!r}][{h!r}] contains NaN/inf")
+    out = {}
+    for m in ms:
+        if m in ("mean_diff", "pca"): out[m] = _closed_form_vectors(m, acts, positive, negative, hooks, seed); continue
+        negs = {k: acts[k] for k in randoms} if m == "tcav" else {negative: acts[negative]}
+        cav = fit_cavs({positive: acts[positive]}, negs, hooks, "logistic", test_frac=test_frac, seed=seed)
+        out[m] = {h: cav.vector(h, positive, run=None if m == "tcav" else 0) for h in hooks}
+    return out
 
 # %% ../../nbs/1_steering/10_core.ipynb #0c46ee9d
 def contrast_vectors(model, # a language model (TransformerBridge)
@@ -94,12 +124,7 @@ def contrast_vectors(model, # a language model (TransformerBridge)
     cs, rs = check_sets({pn: positive, nn: negative}, randoms)
     names = resolve_hooks(model, hooks)
     acts = collect_sets(model, {**cs, **rs}, names, pooling=pooling, batch_size=batch_size, prepend_bos=prepend_bos, progress=progress)
-    out = {}
-    for m in ms:
-        if m in ("mean_diff", "pca"): out[m] = _closed_form_vectors(m, acts, pn, nn, names, seed); continue
-        negs = {k: acts[k] for k in rs} if m == "tcav" else {nn: acts[nn]}
-        cav = fit_cavs({pn: acts[pn]}, negs, names, "logistic", test_frac=test_frac, seed=seed)
-        out[m] = {h: cav.vector(h, pn, run=None if m == "tcav" else 0) for h in names}
+    out = vectors_from_acts(acts, pn, nn, names, ms, list(rs) or None, test_frac=test_frac, seed=seed)
     return (out, acts) if return_acts else out
 
 # %% ../../nbs/1_steering/10_core.ipynb #21be327c
