@@ -2,6 +2,7 @@
 
 Only what a notebook cell cannot carry: the bad-input matrix (parametrized) and determinism across fresh models."""
 import math
+import numpy as np
 import pytest
 import torch
 from gcav_nb.config import GcavInputError
@@ -192,3 +193,22 @@ def test_fixed_mode_runs_stay_as_different_as_their_inputs():
     fix = _gfit(p, "fixed").diagnostics(warn=False).run_cos_decoded.mean()
     p0 = _gfit(p, "fixed", decode_residual=False).diagnostics(warn=False).run_cos_decoded.mean()
     assert fix <= raw + 0.1 and p0 > fix
+
+
+def test_tgcav_figures_move_under_a_1e6_change_of_the_cavs_tcav_does_not():
+    """Issue 8 §6, 05_gcav's finding: GCAV's training amplifies a 1e-6 change of its input CAVs into a visible change of
+    TGCAV's Std/CV/RR (both modes, cpu preset), while TCAV's figures from the same CAVs do not move; seeds spread them too."""
+    from gcav_nb.gcav import GCAV, GCAVConfig, synthetic_gcav_problem, stability_table
+    from gcav_nb.tcav import sign_scores
+    p = synthetic_gcav_problem(L=4, dims=[24, 24, 16, 16])
+    eps = [c + 1e-6 * torch.randn(c.shape, generator=torch.Generator().manual_seed(9)) for c in p["cavs"]]
+    figs = lambda s: s[["Std", "CV", "RR"]].to_numpy(dtype=float)
+    tc = lambda cavs: figs(stability_table({"TCAV": sign_scores(p["grads"], cavs)}, p["concepts"], round_to=None).iloc[0])
+    assert np.abs(tc(eps) - tc(p["cavs"])).max() == 0
+    for mode in ("official", "fixed"):
+        def tg(cavs, seed=0):
+            m = GCAV(p["layers"], p["dims"], p["concepts"], p["runs"], GCAVConfig.preset(mode, "cpu", seed=seed)).fit(cavs, p["random_cavs"], p["grads"], progress=False)
+            return figs(stability_table({"TGCAV": m.tgcav_scores(p["grads"])}, p["concepts"], round_to=None).iloc[0])
+        base = tg(p["cavs"])
+        assert (np.abs(tg(eps) - base) > 0).all(), mode
+        assert (np.abs(tg(p["cavs"], seed=1) - base) > 0).all(), mode
