@@ -154,13 +154,14 @@ def random_like(v:ConceptVector, # the vector to match
 
 # %% ../../nbs/1_steering/10_core.ipynb #72a4b063
 POSITIONS = ("all", "prompt", "generated")
-_D_MODEL = re.compile(r"(^|\.)hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out|attn_in|mlp_in|embed)$|^blocks\.\d+\.(hook_in|hook_out|mlp\.hook_out)$")
+_D_MODEL = re.compile(r"(^|\.)hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out|attn_in|mlp_in|embed)$|^blocks\.\d+\.(hook_in|hook_out|mlp\.hook_out)$"
+                      r"|^(blocks\.\d+\.ln[12]|ln_final)\.hook_(in|out|normalized)$")   # the norms: d_model in, d_model out
 _D_MLP = re.compile(r"\.mlp\.hook_(pre|post|pre_linear)$")
 
 def hook_width(model, # a language model (TransformerBridge)
                hook:str, # a resolved hook name
               )->int|None:
-    "The last-axis width of a hook's activation when its name tells (residual, attention/MLP outputs: d_model; MLP hidden: d_mlp), else None."
+    "The last-axis width of a hook's activation when its name tells (residual, norms, attention/MLP outputs: d_model; MLP hidden: d_mlp), else None."
     if _D_MODEL.search(hook): return model.cfg.d_model
     if _D_MLP.search(hook): return getattr(model.cfg, "d_mlp", None)
     return None
