@@ -26,7 +26,8 @@ class _StopForward(Exception):
 
 class Captured(dict):
     "Hook name -> the activation seen in the forward pass; `.calls` counts how often each hook fired."
-    def __init__(self, names): super().__init__(); self.names = list(names); self.calls = {n: 0 for n in names}
+    def __init__(self, names:list[str], # the hook names whose activations are kept
+                ): super().__init__(); self.names = list(names); self.calls = {n: 0 for n in names}
     def missing(self)->list[str]:
         "Requested hooks that have not fired."
         return [n for n in self.names if self.calls[n] == 0]
@@ -147,7 +148,10 @@ def _effective_bos(model, prepend_bos:bool|None)->bool|None:
 # %% ../nbs/02_activations.ipynb #064eb063
 class Activations(dict):
     "Hook name -> Tensor [n, d] (or [n, pos, d] for pooling='all'); `.meta` provenance, `.mask` [n, pos] for 'all'."
-    def __init__(self, data=(), meta:dict|None=None, mask:Tensor|None=None):
+    def __init__(self, data=(), # hook name -> Tensor [n, d] ([n, pos, d] for pooling='all'), as for `dict`
+                 meta:dict|None=None, # the request's provenance (model, revision, data hash, hooks, pooling, BOS, padding)
+                 mask:Tensor|None=None, # [n, pos] real-token mask (pooling='all' only)
+                ):
         super().__init__(data); self.meta = dict(meta or {}); self.mask = mask
     def __repr__(self):
         shapes = {k: tuple(v.shape) for k, v in self.items()}

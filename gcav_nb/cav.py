@@ -43,7 +43,8 @@ def split_indices(key:str, # the set's content key (`set_key`): identical data g
                   n:int, # examples in the set
                   m:int, # examples to use (balanced: the smaller set's size)
                   test_frac:float=0.33, # held-out share, in (0, 1)
-                  seed:int=0, salt:int=0)->tuple[Tensor, Tensor]:
+                  seed:int=0, salt:int=0, # the split's seed, and a salt that gives each run of a problem its own split
+                 )->tuple[Tensor, Tensor]:
     "(train, test) indices into one set: the first `m` of its seeded permutation, `ceil(test_frac*m)` of them held out."
     _check_test_frac(test_frac)
     if not 2 <= m <= n: raise GcavInputError(f"a held-out split needs 2 <= m <= n examples (1 to train, 1 to test), got m={m}, n={n}")
@@ -202,7 +203,8 @@ class ConceptVector:
         "The block index parsed from the hook name (`blocks.6.*` -> 6), else None."
         parts = self.hook.split(".")
         return int(parts[1]) if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit() else None
-    def project(self, x:Float[Tensor, "... d"])->Float[Tensor, "..."]:
+    def project(self, x:Float[Tensor, "... d"], # activations at this vector's hook
+               )->Float[Tensor, "..."]:
         "Scalar projection of activations onto the direction."
         if x.shape[-1] != self.d: raise GcavInputError(f"activations have d={x.shape[-1]}, the concept vector at {self.hook} has d={self.d}")
         return x.to(self.direction) @ self.direction
@@ -221,10 +223,11 @@ class CAVSet:
     "CAVs for layers x concepts x runs: unit directions per layer [concept, run, d_l], accuracy [layer, concept, run], meta."
     def __init__(self, vectors:Mapping[str, Tensor], # layer (hook) -> [concept, run, d_l] unit directions
                  accuracy:Tensor, # [layer, concept, run] held-out accuracy
-                 concepts:Sequence[str], runs:Sequence[str],
+                 concepts:Sequence[str], runs:Sequence[str], # concept names, and run names (the random set or split behind each run)
                  norms:Tensor|None=None, # [layer, concept, run] |w|
                  bias:Tensor|None=None, # [layer, concept, run] intercepts
-                 meta:dict|None=None):
+                 meta:dict|None=None, # provenance: model, hooks, pooling, seed, data hashes, classifier, splits
+                ):
         self.layers, self.concepts, self.runs = list(vectors), list(concepts), list(runs)
         self._v = {k: v.float() for k, v in vectors.items()}
         shape = (len(self.layers), len(self.concepts), len(self.runs))
@@ -638,7 +641,7 @@ def _pack_concepts(C_sets, R_sets, probs, layers, W, bias, acc, info, classifier
 def fit_random_cavs(randoms:Sequence[Mapping[str, Tensor]]|Mapping[str, Mapping[str, Tensor]], # R random sets
                     layers:str|Sequence[str]|None=None, # hooks (default: all of the first set)
                     ordered:bool=False, # False: the R(R-1)/2 pairs i<j; True: all R(R-1) ordered pairs (mirrors by negation)
-                    classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0, max_iter:int=100,
+                    classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0, max_iter:int=100, # as in `fit_cavs`
                     device:str|None=None)->CAVSet: # [layer, 1 ("random"), pair, d]
     "Random-vs-random CAVs for the significance test: each unordered pair fitted once."
     R_sets = _as_sets(randoms, "random"); pairs = _random_pairs(R_sets)
@@ -665,7 +668,7 @@ def _pack_random(R_sets, pairs, ordered, layers, W, bias, acc, info, classifier,
 def fit_tcav_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hook: [n_c, d]}
                   randoms:Sequence[Mapping[str, Tensor]]|Mapping[str, Mapping[str, Tensor]], # R >= 2 random sets
                   layers:str|Sequence[str]|None=None, ordered:bool=True, # mirrored random pairs too (TCAV's test uses them)
-                  classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0, max_iter:int=100,
+                  classifier:str="logistic", C:float=1.0, test_frac:float=0.33, seed:int=0, max_iter:int=100, # as in `fit_cavs`
                   device:str|None=None)->tuple[CAVSet, CAVSet]: # (`fit_cavs` result, `fit_random_cavs` result)
     "Concept-vs-random and random-vs-random CAVs fitted as one batched problem."
     C_sets, R_sets, probs = _concept_problems(concepts, randoms); pairs = _random_pairs(R_sets)
@@ -679,8 +682,8 @@ def fit_tcav_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name ->
 def fit_relative_cavs(concepts:Mapping[str, Mapping[str, Tensor]], # concept name -> {hook: [n, d]}
                       pairs:Sequence[tuple[str, str]]|None=None, # (positive, negative) concept pairs; None: all i<j
                       n_runs:int=10, # independent seeded splits per pair
-                      layers:str|Sequence[str]|None=None, classifier:str="logistic", C:float=1.0,
-                      test_frac:float=0.33, seed:int=0, max_iter:int=100, device:str|None=None,
+                      layers:str|Sequence[str]|None=None, classifier:str="logistic", C:float=1.0, # as in `fit_cavs`
+                      test_frac:float=0.33, seed:int=0, max_iter:int=100, device:str|None=None, # as in `fit_cavs`
                      )->CAVSet: # [layer, pair "a~b", run = split, d]
     "Relative CAVs: concept vs concept for every layer x pair x split."
     sets = _as_sets(concepts, "concept"); names = list(sets)

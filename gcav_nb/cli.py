@@ -232,7 +232,8 @@ def run_settings(a:argparse.Namespace, # parsed arguments
                 templates=a.templates, n_templates=len(s["templates"] or []), prepend_bos=default_prepend_bos(model),
                 layers=hooks, cache=None if s["cache"] is False else f"{cache_dir('activations', create=False) if s['cache'] is True else s['cache']}/<one folder per request>")
 
-def format_header(st:dict)->str:
+def format_header(st:dict, # from `run_settings`
+                 )->str:
     "The run header: every effective setting on a few lines."
     L = st["layers"]
     return "\n".join([f"gcav_nb {st['command']} on {st['model']} (scale {st['scale']}, seed {st['seed']}, device {st['device']})",
@@ -293,7 +294,8 @@ def run(argv:list[str]|None=None)->dict:
     print(summary, flush=True)
     return dict(result=res, settings=st, out=s["out"], elapsed=time.perf_counter() - t0)
 
-def main(argv:list[str]|None=None)->int:
+def main(argv:list[str]|None=None, # the arguments (None: sys.argv[1:])
+        )->int:
     "Console entry point `gcav_nb`: errors in the arguments print one clear line and exit 2."
     try: run(argv)
     except (GcavInputError, UnknownNameError, TypeError) as e:

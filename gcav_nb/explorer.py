@@ -210,7 +210,9 @@ def update(self:Explorer):
 
 # %% ../nbs/07_explorer.ipynb #3fdce459
 @patch
-def select(self:Explorer, model=None, concept=None, target=None, layers=None):
+def select(self:Explorer, model=None, concept=None, target=None, # names to select (None: keep the current one)
+           layers=None, # (first, last) layer range, inclusive (None: keep)
+          ):
     "Change any part of the selection (unknown names raise) and update."
     for k, v in (('model', model), ('concept', concept), ('target', target)):
         if v is not None:

@@ -41,7 +41,8 @@ class Target:
     tokens: tuple = () # token texts or integer ids the function reads
     sign: int = 1 # +1: a score to raise (logit); -1: a loss to lower (tensorflow/tcav)
 
-    def ids(self, model=None)->list[int]:
+    def ids(self, model=None, # the model whose tokenizer turns token texts into ids (not needed for integer ids)
+           )->list[int]:
         "Resolve `tokens` to integer ids (strings through the model's tokenizer; must be single tokens)."
         ids = [t if isinstance(t, (int, np.integer)) else _token_id(model, t) for t in self.tokens]
         if len(set(ids)) < len(ids): raise GcavInputError(f"target {self.name!r} reads the same token twice (ids {ids}); a contrast needs two different tokens")
@@ -382,15 +383,18 @@ def stability_metrics(scores, # per-layer scores [L] (array/tensor/list), or a d
 class CAVMethod:
     "How per-layer CAVs become the CAVs that are scored; this base class is the identity (plain TCAV)."
     name = "TCAV"
-    def check(self, *, layers:list[str], n_random:int):
+    def check(self, *, layers:list[str], n_random:int, # the run's hook names, and how many random sets it has
+             ):
         "Refuse a run this method cannot score (called before any forward pass); the identity takes any."
     def fit(self, cavs:list[Tensor], # per layer [C, R, d_l]: concept-vs-random CAVs, unit norm
             null:list[Tensor], # per layer [N, R', d_l]: random-vs-random CAVs as N pseudo-concepts
             grads:list[Tensor], # per layer [n, d_l]: the target's gradients at the inputs
-            *, layers:list[str], concepts:list[str], seed:int=0, progress:bool=True)->"CAVMethod":
+            *, layers:list[str], concepts:list[str], seed:int=0, progress:bool=True, # the run's hooks and concepts; seed; bars
+           )->"CAVMethod":
         "Learn what the method needs from the CAVs and gradients (nothing for the identity); returns self."
         return self
-    def transform(self, cavs:list[Tensor])->list[Tensor]:
+    def transform(self, cavs:list[Tensor], # per layer [X, R, d_l]: concept or null CAVs
+                 )->list[Tensor]:
         "Per layer [X, R, d_l] -> the same shapes, unit norm (unchanged here)."
         return list(cavs)
     def diagnostics(self)->dict:
@@ -541,13 +545,15 @@ def tests(self:ConceptResult)->pd.DataFrame:
     return df
 
 @patch
-def retest(self:ConceptResult, test:str|None=None, correction:str|None=None, alpha:float|None=None)->ConceptResult:
+def retest(self:ConceptResult, test:str|None=None, correction:str|None=None, alpha:float|None=None, # None: keep this result's
+          )->ConceptResult:
     "The same scores under another test, correction or alpha."
     return replace(self, test=test or self.test, correction=correction or self.correction, alpha=alpha or self.alpha)
 
 # %% ../nbs/04_tcav.ipynb #ff983c5e
 @patch
-def frame(self:ConceptResult, null:bool=False)->pd.DataFrame:
+def frame(self:ConceptResult, null:bool=False, # also the null's pseudo-concepts (rows with `null=True`)
+         )->pd.DataFrame:
     "The tidy scores: one row per method x layer x concept x run (`null=True`: with the null's pseudo-concepts)."
     parts = []
     for m in self.methods:
@@ -564,7 +570,8 @@ def frame(self:ConceptResult, null:bool=False)->pd.DataFrame:
 
 # %% ../nbs/04_tcav.ipynb #d7b60e64
 @patch
-def stability(self:ConceptResult, decimals:int|None=2)->pd.DataFrame:
+def stability(self:ConceptResult, decimals:int|None=2, # round the per-layer mean scores first (GCAV's README rounds to 2); None: exact
+             )->pd.DataFrame:
     "Mean/Std/CV/RR of the per-layer scores per method x concept, with the significant layers."
     rows = []
     for (m, c), d in self.tests().groupby(["method", "concept"], sort=False):
@@ -597,7 +604,8 @@ class ConceptReport:
 
 # %% ../nbs/04_tcav.ipynb #6016df9c
 @patch
-def report(self:ConceptResult, decimals:int|None=2)->ConceptReport:
+def report(self:ConceptResult, decimals:int|None=2, # passed to `stability`
+          )->ConceptReport:
     "The per-layer tests and the cross-layer stability, titled and explained, with warnings on top."
     t = self.tests(); notes = []
     t["warning"] = np.where(t.cav_accuracy < 0.5, "CAV accuracy below chance", "")
@@ -684,7 +692,9 @@ def null_band(self:ConceptResult)->pd.DataFrame:
 
 # %% ../nbs/04_tcav.ipynb #62e7f02a
 @patch
-def plot(self:ConceptResult, concepts:list|None=None, methods:list|None=None, ax=None, title:str|None=None, ncols:int=2):
+def plot(self:ConceptResult, concepts:list|None=None, methods:list|None=None, # what to draw (None: all)
+         ax=None, title:str|None=None, ncols:int=2, # an axes to draw on, its title, panels per row (several methods)
+        ):
     "Layer curves per concept and method with the null band (`plot_scores` on this result's tests); returns the Figure."
     return plot_scores(self.tests(), self.null_band(), concepts or self.concepts, methods or self.methods, ax=ax,
                        title=title or f"{self.target}: score per layer", ncols=ncols,
@@ -710,7 +720,9 @@ def settling(self:ConceptResult, ns:Sequence[int]|None=None, # numbers of random
     return pd.concat(rows, ignore_index=True)[["n_random", "layer", "layer_idx", "concept", "score", "p_value", "p_corrected", "significant"]]
 
 @patch
-def plot_settling(self:ConceptResult, ns=None, method:str|None=None):
+def plot_settling(self:ConceptResult, ns=None, # numbers of random sets to use (as `settling`; default: all from the smallest)
+                  method:str|None=None, # default: the first method
+                 ):
     "Number of significant layers per concept as random runs are added; returns the Figure."
     import matplotlib.pyplot as plt, seaborn as sns
     d = self.settling(ns, method).groupby(["n_random", "concept"], sort=False).significant.sum().reset_index()
@@ -728,7 +740,8 @@ def _plain(x):
     return x if isinstance(x, (str, int, float, bool, type(None))) else str(x)
 
 @patch
-def save(self:ConceptResult, folder:str|Path)->Path:
+def save(self:ConceptResult, folder:str|Path, # the folder to write (created)
+        )->Path:
     "Write scores.csv, tests.csv, stability.csv, run.json and the CAVs (safetensors) into `folder`."
     out = Path(folder); out.mkdir(parents=True, exist_ok=True)
     self.frame(null=True).to_csv(out / "scores.csv", index=False)
@@ -791,7 +804,7 @@ def tcav_result(grads:dict[str, Tensor], # {hook: [n, d]} from `gradients`
                 layers:list[str]|None=None, # default: the CAVs' layers
                 random_names:list[str]|None=None, # random set names in order (default: from the run labels)
                 acts:dict|None=None, # set name -> {hook: [n, d]}: for the held-out accuracy of transformed CAVs
-                meta:dict|None=None, seed:int=0, progress:bool=True,
+                meta:dict|None=None, seed:int=0, progress:bool=True, # provenance to record; the methods' seed; progress bars
                )->ConceptResult:
     "Score precomputed gradients against concept CAVs and the null, for every method, with tests: a `ConceptResult`."
     if not isinstance(cavs, CAVSet) or not isinstance(random_cavs, CAVSet):

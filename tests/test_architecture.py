@@ -84,3 +84,42 @@ def test_export_cells_are_short_with_prose_above(path):
     "Core notebooks: every export cell <= 40 lines with its prose right above (issue 8 §5; STYLE 'Notebooks' 2)."
     bad = cell_problems(json.loads(path.read_text()))
     assert not bad, f"{path.name}: " + "; ".join(bad)
+
+
+CORE = ["activations", "cav", "tcav", "generation", "store", "metrics", "train", "cli", "explorer"]
+
+
+def undocumented(module) -> dict[str, list[str]]:
+    "Public functions, methods and constructors of `module` whose help() lacks a description of some parameter."
+    import inspect
+    bad = {}
+    for name in getattr(module, "__all__", []):
+        obj = getattr(module, name); fns = []
+        if inspect.isfunction(obj): fns = [(name, obj)]
+        elif inspect.isclass(obj):
+            fns = [(f"{name}.{k}", v) for k, v in vars(obj).items() if inspect.isfunction(v) and not k.startswith("_")]
+            if "__init__" in vars(obj) and not hasattr(obj, "__dataclass_fields__"): fns.append((name, obj.__init__))
+        for label, fn in fns:
+            if getattr(fn, "__module__", "") != module.__name__: continue
+            ps = [p for p, v in inspect.signature(fn).parameters.items()
+                  if p not in ("self", "cls") and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)]
+            doc = (obj.__doc__ if label == name and inspect.isclass(obj) else fn.__doc__) or ""
+            if miss := [p for p in ps if not re.search(rf"^\s+{re.escape(p)}\b.* — ", doc, re.M)]: bad[label] = miss
+    return bad
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_core_public_functions_document_every_parameter(name):
+    "help() of every public function, method and constructor of the core shows a description of each parameter (issue 8 §2)."
+    import importlib
+    assert undocumented(importlib.import_module(f"gcav_nb.{name}")) == {}
+
+
+def test_the_documentation_check_can_fail(tmp_path):
+    "A module whose public function has an uncommented parameter is flagged; its commented one is not."
+    import importlib.util
+    f = tmp_path / "fake_mod.py"
+    f.write_text("from gcav_nb.config import document_params\n__all__ = ['f']\n"
+                 "def f(a, # described\n      b):\n    'Doc.'\ndocument_params(globals())\n")
+    spec = importlib.util.spec_from_file_location("fake_mod", f); m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    assert undocumented(m) == {"f": ["b"]}
