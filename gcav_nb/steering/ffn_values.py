@@ -111,17 +111,20 @@ def random_neurons(neurons:pd.DataFrame, # the cluster to match
 @torch.no_grad()
 def theme_mass(model, # a language model
                prompts:list[str], # neutral prompts
-               ids:list[int], # theme token ids
+               ids:list[int]|dict[str, list[int]], # theme token ids, or several themes by name (one forward pass for all)
                interventions=(), # the steering judged
                batch_size:int=32,
-              )->Float[Tensor, "n"]:
-    "Next-token probability mass on the theme tokens at the end of each prompt."
+              )->Float[Tensor, "n"]|dict[str, Float[Tensor, "n"]]:
+    "Next-token probability mass on the theme tokens at the end of each prompt (a dict of them for a dict of themes)."
     if isinstance(prompts, str) or not prompts: raise GcavInputError(f"prompts must be a non-empty list of str, got {prompts!r}")
-    if not ids: raise GcavInputError("ids is empty")
-    tok = model.tokenizer
-    two = [tok.decode([ids[0]]), tok.decode([ids[-1]] if len(ids) > 1 else [ids[0] + 1])]     # choice_probs needs two answers; we read the full logits
+    themes = ids if isinstance(ids, dict) else {"theme": ids}
+    if not themes or any(not v for v in themes.values()): raise GcavInputError("ids is empty")
+    first = next(iter(themes.values())); dec = model.tokenizer.decode
+    two = [dec([first[0]]), dec([first[-1]] if len(first) > 1 else [first[0] + 1])]   # choice_probs needs two answers; we read its full logits
     _, logits = choice_probs(model, list(prompts), two, list(interventions), batch_size, return_logits=True)   # [n, vocab]
-    return torch.softmax(logits.double(), -1)[:, torch.as_tensor(ids)].sum(-1).float()
+    p = torch.softmax(logits.double(), -1)
+    out = {k: p[:, torch.as_tensor(v)].sum(-1).float() for k, v in themes.items()}
+    return out if isinstance(ids, dict) else out["theme"]
 
 # %% ../../nbs/1_steering/15_ffn_values.ipynb #6de5affb
 from ..config import document_params
