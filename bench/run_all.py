@@ -2,6 +2,7 @@
 
     python bench/run_all.py --size ci            # seconds: checks the scripts still run
     python bench/run_all.py --size cpu --publish # the real run; also copies the ledger to bench/ledger.md (docs page)
+    python bench/run_all.py --size cpu --collect --publish  # no run: the published ledger updated with scripts rerun since
 
 Each script measures its reference in the same run and appends rows to bench/out/results.csv (columns figure,
 ours_s, reference, reference_s, ratio, goal, size, machine); its last printed line is
@@ -106,6 +107,48 @@ def ledger_md(rows: list[dict], growth: dict[str, list[dict]], size: str, mach: 
     return '\n'.join(lines)
 
 
+def published_rows(md: str) -> tuple[list[dict], str]:
+    "The figure rows of a ledger.md table, and its text from '## How cost grows' on ('' when absent)."
+    cols, rows = None, []
+    for line in md.splitlines():
+        if not line.startswith('| '): continue
+        cells = [c.strip() for c in line.strip('|').split(' | ')]
+        if cells[0] == 'figure': cols = cells
+        elif cols and not set(cells[0]) <= {'-'} and len(cells) == len(cols): rows.append(dict(zip(cols, cells)))
+    i = md.find('## How cost grows')
+    return rows, (md[i:md.find('*Written by')].rstrip() if i >= 0 else '')
+
+
+def collect(out: Path, size: str, publish: bool):
+    "The published ledger with each figure's latest `size` row from results.csv in place of (or beside) its published row."
+    old = (HERE/'ledger.md').read_text(encoding='utf-8')
+    rows, growth = published_rows(old)
+    src = {p.name: p.read_text(encoding='utf-8') for p in sorted(HERE.glob('bench_*.py'))}
+    latest = {r['figure']: r for r in read_results(out/'results.csv') if r.get('size') == size}
+    by_fig = {r['figure']: r for r in rows}
+    for f, r in latest.items():
+        parts = f.split('_')                                        # a figure named with an f-string: its longest literal prefix
+        script = next((n for k in range(len(parts), 1, -1) for n, t in src.items() if '_'.join(parts[:k]) in t), '?')
+        by_fig[f] = {**{k: r.get(k, '') for k in RESULT_COLS}, 'script': script, 'met': goal_met(r.get('ratio'), r.get('goal')),
+                     'status': 'ok (rerun)'}
+    rows = list(by_fig.values())
+    try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError: commit = ''
+    first = old.splitlines()[2] if len(old.splitlines()) > 2 else ''
+    met = [r['met'] for r in rows]
+    md = '\n'.join(['# Benchmark ledger', '', f'Size `{size}`. Rows marked `ok (rerun)`: the latest run of their script since the full run '
+                     f'(`bench/out/results.csv`, collected at commit `{commit or "?"}`); the others, and the growth tables, from the full run: '
+                     + first.removeprefix(f'Size `{size}`, ').rstrip(' .') + '.  ', f'Machine: {machine()}.', '',
+                     'Each figure is measured against its reference **in the same run of its script** on this machine; `ratio` is what the '
+                     'script reports (see its docstring for the direction), `met` compares it with the goal. '
+                     f'Goals met: {met.count("yes")} of {len(rows)} ({met.count("no")} missed, {met.count("?")} without a numeric goal).', '',
+                     md_table(rows, ['figure', 'ours_s', 'reference', 'reference_s', 'ratio', 'goal', 'met', 'script', 'status']),
+                     *(['', growth] if growth else []), '', '*Written by `python bench/run_all.py`; do not edit by hand.*', ''])
+    (out/'ledger.md').write_text(md, encoding='utf-8')
+    if publish: shutil.copy(out/'ledger.md', HERE/'ledger.md')
+    print(f"ledger: {len(rows)} rows ({sum(r['status'] == 'ok (rerun)' for r in rows)} rerun since the full run)" + ('; published' if publish else ''))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--size', default='ci', choices=['ci', 'cpu', 'gpu'], help='passed to every script as --size')
@@ -113,7 +156,10 @@ def main(argv=None):
     ap.add_argument('--timeout', type=float, default=1800, help='seconds per script')
     ap.add_argument('--out', default=str(HERE/'out'), help='folder for results.csv, ledger.md, ledger.csv')
     ap.add_argument('--publish', action='store_true', help='also copy the ledger to bench/ledger.md (the docs page)')
+    ap.add_argument('--collect', action='store_true', help='run nothing: update the published ledger with the latest results.csv '
+                    'row of each figure at --size (scripts rerun one by one since the last full run)')
     a = ap.parse_args(argv)
+    if a.collect: return collect(Path(a.out), a.size, a.publish)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     results = out/'results.csv'
     scripts = sorted(HERE.glob(a.only))
