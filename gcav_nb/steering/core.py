@@ -114,7 +114,9 @@ def contrast_vectors(model, # a language model (TransformerBridge)
                      pooling:str="last", # which positions are read ("last", "mean")
                      test_frac:float=0.2, # held out to score `probe`/`tcav` (their `accuracy`)
                      seed:int=0, # split seed
-                     batch_size:int=32, prepend_bos:bool|None=None, progress:bool=True,
+                     batch_size:int=32, # texts per forward pass
+                     prepend_bos:bool|None=None, # prepend BOS (None: what the model's own tokenizer does)
+                     progress:bool=True, # a progress bar over the batches
                      return_acts:bool=False, # also return the activations read (`collect_sets`' dict), for analyses that need them
                     )->dict[str, dict[str, ConceptVector]]: # method -> hook -> vector (and the activations, with return_acts)
     "Steering directions at every hook, each method, from one activation pass over the sets."
@@ -166,7 +168,9 @@ def hook_width(model, # a language model (TransformerBridge)
     if _D_MLP.search(hook): return getattr(model.cfg, "d_mlp", None)
     return None
 
-def one_hook(model, hook)->str:
+def one_hook(model, # a language model
+             hook, # a hook name, glob or predicate that must match exactly one hook
+            )->str:
     "Resolve `hook` to exactly one hook name (unknown names fail with suggestions)."
     names = resolve_hooks(model, hook)
     if len(names) != 1: raise GcavInputError(f"an intervention acts at one hook; {hook!r} matched {len(names)}: {names[:4]}{' ...' if len(names) > 4 else ''}")
@@ -237,7 +241,7 @@ def add(model, # the model to steer
 def project_out(model, # the model to edit
                 vector:ConceptVector|Tensor, # the direction to remove
                 hook:str|None=None, # default the vector's own hook
-                positions:str="all",
+                positions:str="all", # where the edit acts: "all", "prompt" or "generated" tokens (`POSITIONS`)
                )->Intervention:
     "Remove the component along the unit direction: a <- a - (a . v_hat) v_hat."
     v, memo = _vector(vector, hook), {}
@@ -250,7 +254,7 @@ def set_neurons(model, # the model to edit
                 hook:str, # the hook whose units are overwritten, e.g. "blocks.5.mlp.hook_post"
                 neurons:Sequence[int], # unit indices on the last axis
                 values:float|Sequence[float]|Tensor, # one value for all, or one per unit
-                positions:str="all",
+                positions:str="all", # where the edit acts: "all", "prompt" or "generated" tokens (`POSITIONS`)
                )->Intervention:
     "Overwrite chosen units of a hook's activation with fixed values: a[..., j] <- c_j."
     idx = torch.as_tensor(list(neurons))
@@ -268,7 +272,8 @@ def set_neurons(model, # the model to edit
 
 # %% ../../nbs/1_steering/10_core.ipynb #f41fec67
 @contextlib.contextmanager
-def steer(*interventions:Intervention):
+def steer(*interventions:Intervention, # `add`, `project_out`, `set_neurons` results, entered in this order
+         ):
     "Enter several interventions at once (in order); all are removed on exit, also after an error."
     for iv in interventions:
         if not isinstance(iv, Intervention): raise TypeError(f"steer takes Interventions (add, project_out, set_neurons), got {type(iv).__name__}")
@@ -276,7 +281,8 @@ def steer(*interventions:Intervention):
         for iv in interventions: stack.enter_context(iv)
         yield list(interventions)
 
-def fwd_hooks(*interventions:Intervention)->list[tuple[str, Callable]]:
+def fwd_hooks(*interventions:Intervention, # `add`, `project_out`, `set_neurons` results
+             )->list[tuple[str, Callable]]:
     "The interventions as `fwd_hooks` pairs, for functions that take them (`generate`, `metrics.kl_vs_model`, `metrics.perplexity`)."
     return [p for iv in interventions for p in iv.fwd_hooks]
 
@@ -286,7 +292,8 @@ def choice_probs(model, # a language model (TransformerBridge)
                  prompts:str|list[str], # prompts that end where the answer is due
                  choices:Sequence[str]=(" positive", " negative"), # single-token answers
                  interventions:Sequence[Intervention]=(), # active during the passes
-                 batch_size:int=32, prepend_bos:bool|None=None,
+                 batch_size:int=32, # prompts per forward pass
+                 prepend_bos:bool|None=None, # prepend BOS (None: what the model's own tokenizer does)
                  return_logits:bool=False, # also return the full next-token logits at the last position ([n, vocab], float32, CPU)
                 )->Float[Tensor, "n k"]:
     "Probability of each answer at the end of each prompt, renormalised over the answers (one forward per batch)."
@@ -335,7 +342,9 @@ def sweep(model, # a language model
           prompts:list[str], # behaviour prompts (end where the answer is due)
           choices:Sequence[str]=(" positive", " negative"), # answers; `p` is the first one's probability
           ref:Reference|None=None, # held-out text for the cost columns (None: no cost)
-          positions:str="all", batch_size:int=32, progress:bool=True,
+          positions:str="all", # where the edit acts: "all", "prompt" or "generated" tokens (`POSITIONS`)
+          batch_size:int=32, # prompts per forward pass
+          progress:bool=True, # a progress bar over vectors x scales
          )->pd.DataFrame: # one row per vector x scale: vector, method, hook, layer, scale, p, kl, d_entropy, ce
     "Behaviour (restricted-choice probability) and cost (KL, entropy change, loss) of each vector at each scale."
     if not vectors: raise GcavInputError("vectors is empty")
@@ -351,7 +360,10 @@ def sweep(model, # a language model
 def plot_sweep(df:pd.DataFrame, # `sweep` output
                value:str="p", # the column to show
                method:str|None=None, # keep one method's rows
-               ax=None, cmap:str="RdBu_r", center:float|None=None):
+               ax=None, # a matplotlib Axes to draw on (None: a new figure)
+               cmap:str="RdBu_r", # colour map
+               center:float|None=None, # the value at the colour map's centre (None: not centred)
+              ):
     "Heatmap of `value` over layer (rows) x scale (columns)."
     import matplotlib.pyplot as plt, seaborn as sns
     d = df if method is None else df[df.method == method]
