@@ -174,12 +174,18 @@ class HookedModule(nn.Module):
         p = next(self.model.parameters(), None)
         return SimpleNamespace(device=p.device if p is not None else torch.device("cpu"), dtype=p.dtype if p is not None else torch.float32,
                                n_layers=len(self.layers), model_name=self.gcav_name)
-    def forward(self, x, *args, **kwargs): return self.model(x, *args, **kwargs)
+    def forward(self, x, # the wrapped model's input, e.g. [batch, 3, H, W] images
+                *args, # further positional inputs, passed on to the wrapped model
+                **kwargs, # keyword inputs, passed on to the wrapped model
+               ): return self.model(x, *args, **kwargs)
     def __repr__(self): return f"HookedModule({self.gcav_name!r}, {len(self.hook_dict)} hook points, layers={self.layers})"
 
 # %% ../nbs/00_models.ipynb #e88491c4
 @patch
-def add_hook(self:HookedModule, name:str, fn:Callable, dir:str="fwd"):
+def add_hook(self:HookedModule, name:str, # a hook point name (or one-match glob/pattern, see `resolve_hooks`)
+             fn:Callable, # `fn(tensor, hook)`; forward: returns a replacement output or None; backward: receives the gradient
+             dir:str="fwd", # "fwd" (on the output) or "bwd" (on the gradient of the output)
+            ):
     "Register `fn(tensor, hook)` on hook point `name` for the forward (`fwd`) or backward (`bwd`) pass."
     if dir not in ("fwd", "bwd"): raise GcavInputError(f"hook direction must be 'fwd' or 'bwd', got {dir!r}")
     (n,) = resolve_hooks(self, name) if isinstance(name, str) and not any(ch in name for ch in "*?[") else (name,)
@@ -208,7 +214,10 @@ def _expand(model, hooks)->list[tuple[str, Callable]]:
 
 @patch
 @contextlib.contextmanager
-def hooks(self:HookedModule, fwd_hooks=(), bwd_hooks=(), reset_hooks_end:bool=True):
+def hooks(self:HookedModule, fwd_hooks=(), # [(name | glob | predicate, fn)] forward hooks
+          bwd_hooks=(), # [(name | glob | predicate, fn)] backward hooks
+          reset_hooks_end:bool=True, # remove every hook of the model on exit
+         ):
     "Context manager: add the hooks, yield the model, remove them on exit (also on error)."
     fwd, bwd = _expand(self, fwd_hooks), _expand(self, bwd_hooks)  # resolve all names before adding any
     try:
@@ -219,12 +228,19 @@ def hooks(self:HookedModule, fwd_hooks=(), bwd_hooks=(), reset_hooks_end:bool=Tr
         if reset_hooks_end: self.reset_hooks()
 
 @patch
-def run_with_hooks(self:HookedModule, x, fwd_hooks=(), bwd_hooks=(), **kwargs):
+def run_with_hooks(self:HookedModule, x, # the model's input
+                   fwd_hooks=(), # [(name | glob | predicate, fn)] forward hooks for this call
+                   bwd_hooks=(), # [(name | glob | predicate, fn)] backward hooks for this call
+                   **kwargs, # passed on to the model's forward
+                  ):
     "Run the model on `x` with the hooks added for this call only."
     with self.hooks(fwd_hooks, bwd_hooks): return self(x, **kwargs)
 
 @patch
-def run_with_cache(self:HookedModule, x, names_filter=None, **kwargs):
+def run_with_cache(self:HookedModule, x, # the model's input
+                   names_filter=None, # hook names, globs or a predicate (see `resolve_hooks`); None: every hook point
+                   **kwargs, # passed on to the model's forward
+                  ):
     "Run the model and return `(output, {name: detached activation})` for the hooks in `names_filter` (default all)."
     names = hook_names(self) if names_filter is None else resolve_hooks(self, names_filter)
     cache = {}
@@ -243,7 +259,9 @@ def wrap_module(module:nn.Module, # any torch model (e.g. a torchvision CNN)
 # %% ../nbs/00_models.ipynb #cf396a05
 class TinyCNN(nn.Module):
     "Two conv blocks and a linear head: [batch, 3, 32, 32] -> [batch, n_classes] logits."
-    def __init__(self, n_classes:int=10, width:int=8):
+    def __init__(self, n_classes:int=10, # number of output logits
+                 width:int=8, # channels of the first conv (the later ones have 2*width)
+                ):
         super().__init__()
         self.conv1, self.relu1, self.pool1 = nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
         self.conv2, self.relu2, self.pool2 = nn.Conv2d(width, 2*width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
@@ -263,7 +281,8 @@ def _layer_key(i_name):
     if re.match(r"(hook_)?(embed|pos_embed|rotary_emb|hook_tokens)", n): return (0, 0, i)
     return (2, 0, i)
 
-def hook_names(model)->list[str]:
+def hook_names(model, # a hooked model (TransformerBridge, `HookedModule`) or a plain torch nn.Module
+              )->list[str]:
     "All hook point names of `model`, in layer order (for a plain `nn.Module`: its named submodules)."
     hd = getattr(model, "hook_dict", None)
     if hd is None:
@@ -522,7 +541,8 @@ def token_id(model, # a language model (TransformerBridge)
     return ids[0]
 
 # %% ../nbs/00_models.ipynb #a969a5c2
-def model_info(model)->dict:
+def model_info(model, # a hooked model: a TransformerBridge from `load_model` or a `HookedModule`
+              )->dict:
     "Provenance of a hooked model: name, revision, sizes, device, dtype and hook-name style."
     if isinstance(model, HookedModule):
         p = next(model.parameters(), None)
