@@ -19,7 +19,8 @@ __all__ = ['BROWN', 'CORPORA', 'image_hashes', 'ConceptSet', 'concept_names', 'l
            'brown_documents', 'brown_genre_sets', 'text_corpus', 'corpus_info']
 
 # %% ../nbs/01_data.ipynb #54389934
-def image_hashes(x:Float[Tensor, "n C H W"])->list[str]:
+def image_hashes(x:Float[Tensor, "n C H W"], # [n, C, H, W] images
+                )->list[str]:
     "sha256 of each image's bytes (how duplicates are found)."
     return [hashlib.sha256(img.detach().cpu().contiguous().numpy().tobytes()).hexdigest() for img in x]
 
@@ -104,7 +105,10 @@ def sample(self:ConceptSet, n:int, # how many examples
 
 # %% ../nbs/01_data.ipynb #71db273c
 @patch(cls_method=True)
-def from_list(cls:ConceptSet, name:str, items:Iterable[str], source:str="list")->ConceptSet:
+def from_list(cls:ConceptSet, name:str, # the concept's name
+              items:Iterable[str], # the examples: strings (not one string)
+              source:str="list", # provenance label kept in `.source`
+             )->ConceptSet:
     "A text ConceptSet from any iterable of strings."
     if isinstance(items, (str, bytes)): raise TypeError(f"concept {name!r}: items must be a list of strings, not one string")
     return cls(name, list(items), source=source)
@@ -379,7 +383,8 @@ def _brown_files()->tuple[dict[str, str], dict[str, str]]:
     return files, dict(l.split() for l in cats.splitlines() if l.strip())
 
 # %% ../nbs/01_data.ipynb #f95cd7de
-def untag(line:str)->list[str]:
+def untag(line:str, # one line of the tagged Brown corpus: space-separated `word/tag` tokens
+         )->list[str]:
     "The words of one tagged Brown line (`word/tag` tokens; a word may itself contain `/`)."
     return [t.rpartition("/")[0] or t for t in line.split()]
 
@@ -388,7 +393,8 @@ _GLUE_LEFT = {",", ".", ";", ":", "?", "!", ")", "]", "}", "''", "'"}   # no spa
 _GLUE_RIGHT = {"(", "[", "{", "``", "`"}                              # no space after these
 _QUOTES = {"``": '"', "''": '"', "`": "'"}
 
-def detokenize(words:list[str])->str:
+def detokenize(words:list[str], # tokens as the Brown corpus splits them (punctuation and `` '' quotes separate)
+              )->str:
     "Words joined into plain text, with no space before closing punctuation and none after opening brackets/quotes."
     out, glue = [], True
     for w in words:
