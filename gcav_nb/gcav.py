@@ -155,7 +155,12 @@ def check_gcav_inputs(cavs, # concept CAVs: Tensor [L, C, R, d] or list of L Ten
 # %% ../nbs/05_gcav.ipynb #35506e43
 class GLinear(nn.Module):
     "G independent linear maps: x [G, n, i] -> [G, n, o]; init as `nn.Linear` or Kaiming-normal (fan_out)."
-    def __init__(self, G:int, i:int, o:int, init:str="torch", gen:torch.Generator|None=None):
+    def __init__(self, G:int, # number of independent maps (groups: layers or concepts)
+                 i:int, # input width
+                 o:int, # output width
+                 init:str="torch", # "torch" (as `nn.Linear`) or "kaiming_out" (Kaiming-normal, fan_out, bias 0)
+                 gen:torch.Generator|None=None, # random generator for the init; None: torch's global one
+                ):
         super().__init__()
         w, b = torch.empty(G, i, o), torch.zeros(G, 1, o)
         if init == "torch":  # nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias
@@ -163,19 +168,24 @@ class GLinear(nn.Module):
         elif init == "kaiming_out": w.normal_(0, math.sqrt(2 / o), generator=gen)  # kaiming_normal_(fan_out, relu), bias 0
         else: raise GcavInputError(f"unknown init {init!r}; expected 'torch' or 'kaiming_out'")
         self.weight, self.bias = nn.Parameter(w), nn.Parameter(b)
-    def forward(self, x:Float[Tensor, "G n i"])->Float[Tensor, "G n o"]: return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x:Float[Tensor, "G n i"], # [G, n, i] inputs, one batch per group
+               )->Float[Tensor, "G n o"]: return torch.baddbmm(self.bias, x, self.weight)
 
 class GLayerNorm(nn.Module):
     "G independent LayerNorms over the last axis: [G, ..., d]."
-    def __init__(self, G:int, d:int):
+    def __init__(self, G:int, # number of independent LayerNorms (groups)
+                 d:int, # normalised width (the last axis)
+                ):
         super().__init__(); self.weight, self.bias = nn.Parameter(torch.ones(G, 1, d)), nn.Parameter(torch.zeros(G, 1, d))
-    def forward(self, x):
+    def forward(self, x, # [G, ..., d] inputs
+               ):
         sh = x.shape; x = F.layer_norm(x.reshape(sh[0], -1, sh[-1]), sh[-1:])
         return (x * self.weight + self.bias).reshape(sh)
 
 class FastDropout(nn.Dropout):
     "`nn.Dropout` with the mask drawn as `rand >= p` (about 3x faster than `bernoulli_` on CPU); same distribution."
-    def forward(self, x):
+    def forward(self, x, # any tensor; returned as is in eval mode or with p = 0
+               ):
         if not self.training or self.p == 0: return x
         return x * torch.rand_like(x).ge_(self.p).div_(1 - self.p)
 
@@ -189,29 +199,47 @@ def _mlp(sizes, G, dropout, gen):
 
 class LayerAutoencoders(nn.Module):
     "One autoencoder per layer (G layers of equal width d): encode [G, n, d] -> [G, n, D], decode back."
-    def __init__(self, G:int, d:int, cfg:GCAVConfig, gen:torch.Generator|None=None):
+    def __init__(self, G:int, # number of layers (all of width d)
+                 d:int, # CAV width of these layers
+                 cfg:GCAVConfig, # the `GCAVConfig` (ae_hidden, embed_dim, ae_dropout)
+                 gen:torch.Generator|None=None, # random generator for the init
+                ):
         super().__init__()
         sizes = [d, *cfg.ae_hidden, cfg.embed_dim]
         self.encoder = _mlp(sizes, G, cfg.ae_dropout, gen)
         self.decoder = _mlp(sizes[::-1], G, cfg.ae_dropout, gen)
-    def encode(self, x:Float[Tensor, "G n d"])->Float[Tensor, "G n D"]: return self.encoder(x)
-    def decode(self, z:Float[Tensor, "G n D"])->Float[Tensor, "G n d"]: return self.decoder(z)
-    def forward(self, x): return self.decode(self.encode(x))
+    def encode(self, x:Float[Tensor, "G n d"], # [G, n, d] CAVs, one batch per layer
+              )->Float[Tensor, "G n D"]: return self.encoder(x)
+    def decode(self, z:Float[Tensor, "G n D"], # [G, n, D] embedded CAVs, one batch per layer
+              )->Float[Tensor, "G n d"]: return self.decoder(z)
+    def forward(self, x, # [G, n, d] CAVs; returns their [G, n, d] reconstruction
+               ): return self.decode(self.encode(x))
 
 # %% ../nbs/05_gcav.ipynb #6e76e084
 class AlignmentModel(nn.Module):
     "Per-concept alignment f(x) = normalize(MLP(x) + x) for G concepts: [G, n, D] -> [G, n, D], unit norm."
-    def __init__(self, G:int, D:int, hidden:int, dropout:float=0.1, gen:torch.Generator|None=None):
+    def __init__(self, G:int, # number of concepts (one alignment each)
+                 D:int, # embedding width
+                 hidden:int, # hidden width of the MLP
+                 dropout:float=0.1, # dropout after each hidden layer
+                 gen:torch.Generator|None=None, # random generator for the init
+                ):
         super().__init__()
         self.mlp = nn.Sequential(GLinear(G, D, hidden, "kaiming_out", gen), GLayerNorm(G, hidden), nn.GELU(), FastDropout(dropout),
                                  GLinear(G, hidden, hidden, "kaiming_out", gen), GLayerNorm(G, hidden), nn.GELU(), FastDropout(dropout),
                                  GLinear(G, hidden, D, "kaiming_out", gen))
-    def forward(self, x:Float[Tensor, "G n D"])->Float[Tensor, "G n D"]: return F.normalize(self.mlp(x) + x, dim=-1)
+    def forward(self, x:Float[Tensor, "G n D"], # [G, n, D] embedded CAVs, one batch per concept
+               )->Float[Tensor, "G n D"]: return F.normalize(self.mlp(x) + x, dim=-1)
 
 # %% ../nbs/05_gcav.ipynb #6d137f94
 class FusionModel(nn.Module):
     "Per-concept fusion of L aligned vectors into one global CAV: [G, b, L, D] -> [G, b, D]."
-    def __init__(self, G:int, L:int, D:int, cfg:GCAVConfig, gen:torch.Generator|None=None):
+    def __init__(self, G:int, # number of concepts (one fusion each)
+                 L:int, # number of layers fused
+                 D:int, # embedding width
+                 cfg:GCAVConfig, # the `GCAVConfig` (fuse, heads, fuse_residual, pos_init, fuse_dropout, ff_dim)
+                 gen:torch.Generator|None=None, # random generator for the init
+                ):
         super().__init__()
         self.kind, self.h, self.residual = cfg.fuse, cfg.heads, cfg.fuse_residual
         if self.kind == "mean": return
@@ -231,7 +259,8 @@ class FusionModel(nn.Module):
         a = F.scaled_dot_product_attention(proj(self.q, q, Lq), proj(self.k, k, L), proj(self.v, v, L))
         return self.o(a.transpose(2, 3).reshape(G, -1, D)).reshape(G, b, Lq, D)
 
-    def forward(self, z:Float[Tensor, "G b L D"])->Float[Tensor, "G b D"]:
+    def forward(self, z:Float[Tensor, "G b L D"], # [G, b, L, D] aligned CAVs: b sets of L layers per concept
+               )->Float[Tensor, "G b D"]:
         if self.kind == "mean": return z.mean(2)
         G, b, L, D = z.shape
         u = z + self.pos[:, None]
@@ -257,7 +286,8 @@ class GCAV(nn.Module):
                  dims:list[int], # CAV width d_l of each layer
                  concepts:list[str], # concept names
                  n_runs:int, # R: CAV runs per concept (one per random set)
-                 config:GCAVConfig|None=None):
+                 config:GCAVConfig|None=None, # GCAV hyperparameters; None: `GCAVConfig()`
+                ):
         super().__init__()
         self.cfg = config or GCAVConfig()
         self.layers, self.dims, self.concepts, self.n_runs = list(map(str, layers)), [int(d) for d in dims], list(map(str, concepts)), int(n_runs)
@@ -498,7 +528,8 @@ def decode(self:GCAV)->list[Tensor]:
     return self._decoded[1]
 
 @patch
-def tgcav_scores(self:GCAV, grads)->Float[Tensor, "L C R"]:
+def tgcav_scores(self:GCAV, grads, # target gradients: Tensor [L, n, d] or list of L [n, d_l]
+                )->Float[Tensor, "L C R"]:
     "TGCAV: the TCAV score of each decoded global CAV at its layer, [L, C, R]."
     return sign_scores(grads, self.decode())
 
@@ -511,7 +542,8 @@ def synthetic_gcav_problem(L:int=4, # layers
                            dims:list[int]|None=None, # widths (default 24 for every layer)
                            N:int=6, # null pseudo-concepts (random set i vs the N-1 others), built like irrelevant concepts
                            shared:float=0.0, # weight of a direction all concept CAVs of a layer share (real ones: cosine 0.3-0.5 across concepts)
-                           seed:int=0)->dict:
+                           seed:int=0, # seeds the three generators (seed, seed+1, seed+2)
+                          )->dict:
     "Synthetic CAVs/gradients with layer-dependent TCAV scores and a planted concept c0, for tests and demos."
     g, gn, gs = (torch.Generator().manual_seed(seed + k) for k in range(3))
     dims = dims or [24] * L
@@ -653,7 +685,9 @@ class GCAVMethod(CAVMethod):
 
 # %% ../nbs/05_gcav.ipynb #1ab959f5
 @patch
-def check(self:GCAVMethod, *, layers:list[str], n_random:int):
+def check(self:GCAVMethod, *, layers:list[str], # the hook names the pipeline will read (>= 2)
+          n_random:int, # number of random sets (>= 3)
+         ):
     "GCAV fuses CAVs across layers and its null needs N >= 3 pseudo-concepts: refuse fewer, before any forward pass."
     if len(layers) < 2: raise GcavInputError(f"GCAV needs at least 2 layers (hooks); got {len(layers)}: {layers}")
     if n_random < 3: raise GcavInputError(f"GCAV's null needs at least 3 random sets; got {n_random}")
@@ -662,7 +696,11 @@ def check(self:GCAVMethod, *, layers:list[str], n_random:int):
 def fit(self:GCAVMethod, cavs, # per layer [C, R, d_l]: concept-vs-random CAVs
         null, # per layer [N, R', d_l]: random-vs-random CAVs as N pseudo-concepts (row i: set i vs the others)
         grads, # per layer [n, d_l]: target gradients
-        *, layers:list[str]|None=None, concepts:list[str]|None=None, seed:int=0, progress:bool=True)->GCAVMethod:
+        *, layers:list[str]|None=None, # layer names (default '0'..'L-1')
+        concepts:list[str]|None=None, # concept names (default '0'..'C-1')
+        seed:int=0, # GCAV's seed when the method was built with seed=None
+        progress:bool=True, # show tqdm bars while training
+       )->GCAVMethod:
     "Train GCAV on the concept CAVs (the autoencoders also learn the null CAVs; stage-2 negatives: the null CAVs); returns self."
     null = per_layer(null, "null")
     cavs, flat, grads, layers = check_gcav_inputs(cavs, [n.reshape(-1, n.shape[-1]) for n in null], grads, layers)
@@ -696,7 +734,8 @@ def transform(self:GCAVMethod, cavs, # per layer [X, R, d_l]: any stack of CAVs 
     return gm.decode()
 
 @patch
-def diagnostics(self:GCAVMethod, warn:bool=False)->dict:
+def diagnostics(self:GCAVMethod, warn:bool=False, # warn when runs collapsed or the fusion ignores its input
+               )->dict:
     "GCAV's checks for the pipeline: per-concept table (`GCAV.diagnostics`), and whether any runs collapsed or the fusion ignores its input."
     if self.gcav is None: raise GcavInputError("GCAVMethod.diagnostics before fit")
     t = pd.concat([gm.diagnostics(warn=warn) for _, gm in self._stacks], ignore_index=True)
@@ -706,7 +745,8 @@ def diagnostics(self:GCAVMethod, warn:bool=False)->dict:
 # %% ../nbs/05_gcav.ipynb #2af6dc9f
 def pseudo_test(sc:Float[Tensor, "L X R"], # scores of X concepts' runs
                 sn:Float[Tensor, "L N Rn"], # scores of the same method's null: N pseudo-concepts
-                alpha:float=0.05, correction:str="bonferroni", # over all L x X tests
+                alpha:float=0.05, # significance level (after correction)
+                correction:str="bonferroni", # multiple-test correction (`correct_pvalues`) over all L x X tests
                )->tuple[np.ndarray, np.ndarray, np.ndarray]:
     "(raw p, significant, sign of score - null mean), each [L, X]: the pipeline's pseudo-concept test (`tcav_pvalues`), on tensors."
     p = tcav_pvalues(sc, sn, "pseudo")
@@ -715,7 +755,11 @@ def pseudo_test(sc:Float[Tensor, "L X R"], # scores of X concepts' runs
 # %% ../nbs/05_gcav.ipynb #172f8dad
 def ground_truth_benchmark(problem:dict, # `synthetic_gcav_problem(...)`: c0 planted, the other concepts irrelevant
                            methods:dict, # name -> GCAVMethod (or None: plain TCAV, the CAVs as they are)
-                           alpha:float=0.05, correction:str="bonferroni", seed:int=0, progress:bool=False)->pd.DataFrame:
+                           alpha:float=0.05, # significance level (after correction)
+                           correction:str="bonferroni", # multiple-test correction over all L x X tests (`correct_pvalues`)
+                           seed:int=0, # seed passed to each method's `fit`
+                           progress:bool=False, # show GCAV's training bars
+                          )->pd.DataFrame:
     "Per method: share of layers where the planted concept is detected, irrelevant and null concepts flagged, run independence."
     cavs, null, grads = problem["cavs"], problem["null"], problem["grads"]
     N = null[0].shape[0]; rows = []
@@ -756,7 +800,10 @@ def global_concept_map(maps:list, # per-layer maps [n, H_l, W_l]
 def pgd_toward(layer_fn, # images [n, 3, H, W] -> activations [n, C, h, w] at the attacked layer
                images:Float[Tensor, "n 3 H W"], # the concept images, in [0, 1]
                target_mean:Float[Tensor, "C h w"], # mean activation of the other concept at that layer
-               eps:float=8/255, step:float=2/255, steps:int=20)->Float[Tensor, "n 3 H W"]:
+               eps:float=8/255, # L-inf budget of the perturbation (pixels in [0, 1])
+               step:float=2/255, # signed-gradient step per iteration
+               steps:int=20, # number of PGD iterations
+              )->Float[Tensor, "n 3 H W"]:
     "PGD (L-inf, zero start) pushing images' per-position-normalised activations toward `target_mean`'s."
     if images.min() < 0 or images.max() > 1: raise GcavInputError("images must lie in [0, 1] for the 8/255 budget")
     tgt = F.normalize(target_mean[None].float(), dim=1)
@@ -782,3 +829,7 @@ def gcav(model, # hooked model (`load_model`, `wrap_module`) or a plain nn.Modul
     cfgs = config if isinstance(config, (list, tuple)) else [config]
     if bad := [type(c).__name__ for c in cfgs if c is not None and not isinstance(c, GCAVConfig)]: raise TypeError(f"config must be GCAVConfig(s), got {bad}")
     return run_concepts(model, inputs, concepts, random_sets, hooks, target, methods=[CAVMethod(), *(GCAVMethod(c) for c in cfgs)], **kw)
+
+# %% ../nbs/05_gcav.ipynb #2ab16e4a
+from .config import document_params
+document_params(globals());
