@@ -36,7 +36,8 @@ def _grid(H, W):
 
 def texture_masks(kinds:list[str], # one texture name per image
                   params:Float[Tensor, "n 4"], # uniform(0,1) numbers per image: angle/period/offset/radius draws
-                  size:int=32)->Float[Tensor, "n H W"]:
+                  size:int=32, # image side in pixels
+                 )->Float[Tensor, "n H W"]:
     "Binary texture patterns (1 = first colour) for each image, from pre-drawn uniform parameters."
     x, y = _grid(size, size); out = torch.empty(len(kinds), size, size)
     for i, (k, p) in enumerate(zip(kinds, params)):
@@ -72,7 +73,8 @@ RULES = {  # rule -> per class: (shape, the textures a scene of that class may h
     "blind": (("circle", FILLS), ("square", FILLS), ("triangle", FILLS)),
 }
 
-def class_names(rule:str="texture")->list[str]:
+def class_names(rule:str="texture", # labelling rule: a key of `RULES`
+               )->list[str]:
     "Readable class names of a labelling rule, e.g. 'c1 circle+dotted/solid'."
     if rule not in RULES: raise UnknownNameError(f"unknown rule {rule!r}; known: {list(RULES)}")
     return [f"c{k} {s}" + ("" if t == FILLS else "+" + "/".join(t)) for k, (s, t) in enumerate(RULES[rule])]
@@ -94,7 +96,7 @@ def make_scenes(classes, # class index per image (list/tensor), or an int n for 
                 seed:int=0, # same seed -> same scenes
                 texture:str|None=None, # override every scene's texture (the swap intervention)
                 shape:str|None=None, # override every scene's shape
-                size:int=32,
+                size:int=32, # image side in pixels
                 return_masks:bool=False, # also return the shape masks [n, H, W] (for concept-map localisation)
                 rule:str="texture", # labelling rule: a key of `RULES`
                )->tuple:
@@ -119,7 +121,11 @@ def make_scenes(classes, # class index per image (list/tensor), or an int n for 
     return (imgs, classes, smasks) if return_masks else (imgs, classes)
 
 # %% ../nbs/05a_texshapes.ipynb #d49a45b0
-def show_images(images:Float[Tensor, "n 3 H W"], titles:list[str]|None=None, ncols:int=8, scale:float=1.2):
+def show_images(images:Float[Tensor, "n 3 H W"], # [n, 3, H, W] images in [0, 1]
+                titles:list[str]|None=None, # one title per image; None: no titles
+                ncols:int=8, # images per row
+                scale:float=1.2, # figure inches per image
+               ):
     "A grid of images; returns the Figure."
     n = len(images); nrows = math.ceil(n / ncols)
     fig, axs = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale * 1.1), squeeze=False)
@@ -132,7 +138,11 @@ def show_images(images:Float[Tensor, "n 3 H W"], titles:list[str]|None=None, nco
     return fig
 
 # %% ../nbs/05a_texshapes.ipynb #962676f9
-def texture_patches(texture:str, n:int, seed:int=0, size:int=32)->Float[Tensor, "n 3 H W"]:
+def texture_patches(texture:str, # a name of `TEXTURES`
+                    n:int, # number of patches
+                    seed:int=0, # random seed of patterns, colours and noise
+                    size:int=32, # image side in pixels
+                   )->Float[Tensor, "n 3 H W"]:
     "Full-frame texture patches in two random colours."
     if texture not in TEXTURES: raise UnknownNameError(f"unknown texture {texture!r}; known: {TEXTURES}")
     g = torch.Generator().manual_seed(seed)
@@ -141,12 +151,19 @@ def texture_patches(texture:str, n:int, seed:int=0, size:int=32)->Float[Tensor, 
     c1, c2 = u[:, 4:7, None, None], u[:, 7:10, None, None]
     return (m * c1 + (1 - m) * c2 + 0.04 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)
 
-def texture_scenes(texture:str, n:int, seed:int=0, size:int=32)->Float[Tensor, "n 3 H W"]:
+def texture_scenes(texture:str, # the texture every scene gets: a name of `TEXTURES`
+                   n:int, # number of scenes
+                   seed:int=0, # classes drawn with `seed`, scenes rendered with `seed + 1`
+                   size:int=32, # image side in pixels
+                  )->Float[Tensor, "n 3 H W"]:
     "Scenes of any shape/colour/position, all with `texture`."
     g = torch.Generator().manual_seed(seed)
     return make_scenes(torch.randint(0, 4, (n,), generator=g), seed=seed + 1, texture=texture, size=size)[0]
 
-def random_images(n:int, seed:int=0, size:int=32,
+# %% ../nbs/05a_texshapes.ipynb #b3b72cd8
+def random_images(n:int, # images in the set
+                  seed:int=0, # random seed of the set
+                  size:int=32, # image side in pixels
                   noise_frac:float=0.2, # share of plain-noise images
                   patch_frac:float=0.0, # share of full-frame patches, each of a random texture (the "mixed" sets)
                   texture:str|None=None, # None: scene textures as in training; a name: every scene gets it ('solid': concept-free)
@@ -172,7 +189,11 @@ RANDOM_KINDS = {"scenes": {}, # card §4a: scenes of any class + 20% noise
 # %% ../nbs/05a_texshapes.ipynb #f2c88d16
 class TexShapesCNN(nn.Module):
     "The TexShapes classifier: [n, 3, 32, 32] -> [n, 4] logits; block outputs `block1`..`block6` are hook points."
-    def __init__(self, channels:tuple=(8, 8, 16, 16, 32, 32), n_classes:int=4, pools:tuple=(2, 4), batchnorm:bool=True):
+    def __init__(self, channels:tuple=(8, 8, 16, 16, 32, 32), # conv widths, one block each (hook points block1..blockK)
+                 n_classes:int=4, # number of output logits
+                 pools:tuple=(2, 4), # the (1-based) blocks followed by a 2x2 max-pool
+                 batchnorm:bool=True, # BatchNorm after each conv
+                ):
         super().__init__()
         cin = 3
         for k, c in enumerate(channels, 1):
@@ -180,21 +201,31 @@ class TexShapesCNN(nn.Module):
             setattr(self, f"block{k}", nn.Sequential(*mods)); cin = c
         self.n_blocks = len(channels)
         self.head = nn.Linear(cin, n_classes)
-    def forward(self, x:Float[Tensor, "n 3 H W"])->Float[Tensor, "n k"]:
+    def forward(self, x:Float[Tensor, "n 3 H W"], # [n, 3, H, W] images in [0, 1]
+               )->Float[Tensor, "n k"]:
         for k in range(1, self.n_blocks + 1): x = getattr(self, f"block{k}")(x)
         return self.head(x.mean((2, 3)))
 
 PROBE_LAYERS = ("block1", "block2", "block3", "block4", "block5")
 
 # %% ../nbs/05a_texshapes.ipynb #a6b41ec9
-def make_dataset(n_per_class:int, seed:int=0, rule:str="texture")->tuple[Tensor, Tensor]:
+def make_dataset(n_per_class:int, # scenes per class
+                 seed:int=0, # random seed of the scenes
+                 rule:str="texture", # labelling rule: a key of `RULES`
+                )->tuple[Tensor, Tensor]:
     "A balanced TexShapes dataset under `rule`: images [K n, 3, 32, 32], labels [K n] (K classes)."
     if rule not in RULES: raise UnknownNameError(f"unknown rule {rule!r}; known: {list(RULES)}")
     return make_scenes(torch.arange(len(RULES[rule])).repeat_interleave(n_per_class), seed=seed, rule=rule)
 
 class FreshScenes(IterableDataset):
     "Shuffled (images, labels) batches of `epochs` balanced scene sets, new scenes every epoch (`fresh`); len = batches."
-    def __init__(self, n_per_class:int, epochs:int, batch_size:int, seed:int=0, rule:str="texture", fresh:bool=True):
+    def __init__(self, n_per_class:int, # scenes per class and epoch
+                 epochs:int, # number of balanced scene sets (epochs)
+                 batch_size:int, # scenes per batch (an epoch's last batch may be smaller)
+                 seed:int=0, # seed of the shuffling and of the scenes
+                 rule:str="texture", # labelling rule: a key of `RULES`
+                 fresh:bool=True, # new scenes every epoch (False: the same set every epoch)
+                ):
         if rule not in RULES: raise UnknownNameError(f"unknown rule {rule!r}; known: {list(RULES)}")
         self.n, self.epochs, self.bs, self.seed, self.rule, self.fresh = n_per_class, epochs, batch_size, seed, rule, fresh
     def __len__(self): return self.epochs * math.ceil(len(RULES[self.rule]) * self.n / self.bs)
@@ -205,26 +236,36 @@ class FreshScenes(IterableDataset):
             perm = torch.randperm(len(x), generator=g)
             for b in range(0, len(x), self.bs): yield x[perm[b:b + self.bs]], y[perm[b:b + self.bs]]
 
+# %% ../nbs/05a_texshapes.ipynb #329d7769
 class OneCycleAdamW(torch.optim.AdamW):
     "AdamW whose every step also advances a one-cycle learning-rate schedule (peak `lr` after 15% of `total_steps`)."
-    def __init__(self, params, lr:float, weight_decay:float, total_steps:int):
+    def __init__(self, params, # the parameters to optimise (as for `torch.optim.AdamW`)
+                 lr:float, # peak learning rate of the one-cycle schedule
+                 weight_decay:float, # AdamW's decoupled weight decay
+                 total_steps:int, # number of `step` calls the schedule spans
+                ):
         super().__init__(params, lr=lr, weight_decay=weight_decay)
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(self, max_lr=lr, total_steps=total_steps, pct_start=0.15)
-    def step(self, closure=None):
+    def step(self, closure=None, # optional closure that re-evaluates the loss (as for `torch.optim.AdamW.step`)
+            ):
         out = super().step(closure)
         if self.schedule.last_epoch + 1 < self.schedule.total_steps: self.schedule.step()
         return out
 
 # %% ../nbs/05a_texshapes.ipynb #b765e8b4
 def train_texshapes(n_per_class:int=1000, # training scenes per class and epoch
-                    epochs:int=30, lr:float=3e-3, # epochs; the one-cycle schedule's peak learning rate
-                    batch_size:int=64, weight_decay:float=1e-4,
-                    seed:int=0, rule:str="texture", # labelling rule: a key of `RULES` ('blind': the texture-blind control)
+                    epochs:int=30, # number of epochs
+                    lr:float=3e-3, # peak learning rate of the one-cycle schedule
+                    batch_size:int=64, # scenes per batch
+                    weight_decay:float=1e-4, # AdamW's weight decay
+                    seed:int=0, # seed of the training scenes, the init and the test set
+                    rule:str="texture", # labelling rule: a key of `RULES` ('blind': the texture-blind control)
                     channels:tuple=(8, 8, 16, 16, 32, 32), # conv widths of the six blocks
                     fresh:bool=True, # new scenes every epoch (False: one fixed training set)
                     n_test:int=250, # test scenes per class
                     cache:bool=True, # reuse a model trained with the same arguments (cache_dir('texshapes'))
-                    progress:bool=True)->dict:
+                    progress:bool=True, # show tqdm bars while training
+                   )->dict:
     "Train the TexShapes CNN with `train.train_loop`; returns dict(model, test_acc, history, test=(x, y), key)."
     if n_per_class < 1 or epochs < 1 or n_test < 1: raise GcavInputError(f"n_per_class, epochs and n_test must be >= 1, got {n_per_class}, {epochs}, {n_test}")
     if not lr > 0: raise GcavInputError(f"lr must be > 0, got {lr!r}")
@@ -250,7 +291,8 @@ def train_texshapes(n_per_class:int=1000, # training scenes per class and epoch
 
 # %% ../nbs/05a_texshapes.ipynb #b229a599
 def swap_effects(model:nn.Module, # a TexShapes CNN (eval mode)
-                 n:int=200, seed:int=123, # scenes and their seed
+                 n:int=200, # number of class-`cls` scenes
+                 seed:int=123, # random seed of the scenes
                  cls:int=0, # the class whose scenes are swapped and whose logit is read
                  rule:str="texture", # the rule the scenes are drawn under (c0 = striped circles in 'texture' and 'card')
                 )->pd.DataFrame:
@@ -279,7 +321,9 @@ def seed_table(seeds:list[int], # one model per seed
     return pd.DataFrame(rows), runs
 
 # %% ../nbs/05a_texshapes.ipynb #dab547ad
-def layer_fn(model:TexShapesCNN, upto:str="block5"):
+def layer_fn(model:TexShapesCNN, # a TexShapes CNN
+             upto:str="block5", # the last block applied: 'block1'..'block6'
+            ):
     "images -> activations at block `upto` (for the attack)."
     k = int(upto.replace("block", ""))
     def f(x):
@@ -289,7 +333,7 @@ def layer_fn(model:TexShapesCNN, upto:str="block5"):
 
 def texshapes_sets(n:int=50, # images per set
                    runs:int=10, # random sets
-                   seed:int=0,
+                   seed:int=0, # base seed: each set adds its own offset
                    concepts:str="patch", # the texture concept sets: 'patch' (card §4a: full-frame, like DTD) or 'scene' (in-scene)
                    scene_concepts:tuple=(), # textures that also get an in-scene set named '<texture>-scene' (card §4a′)
                    random:str="scenes", # kind of random set: a key of `RANDOM_KINDS`
@@ -307,7 +351,9 @@ def texshapes_sets(n:int=50, # images per set
     return out, [random_images(n, seed=seed + 1000 + 13 * r, **kw) for r in range(runs)]
 
 def random_concepts(draws:int, # how many random concepts
-                    n:int=50, seed:int=0, random:str="scenes", # set size, seed, kind (a key of `RANDOM_KINDS`)
+                    n:int=50, # images per random concept
+                    seed:int=0, # base seed: concept i uses seed + 50000 + 31 i
+                    random:str="scenes", # kind of random set: a key of `RANDOM_KINDS`
                    )->dict:
     "`draws` concepts drawn from the random pool (the same kind as the random sets, other seeds): nothing to detect."
     if random not in RANDOM_KINDS: raise UnknownNameError(f"unknown random kind {random!r}; known: {list(RANDOM_KINDS)}")
@@ -339,7 +385,8 @@ def detection(tests:pd.DataFrame, # tidy tests: method, concept, significant, si
 # %% ../nbs/05a_texshapes.ipynb #72db518a
 def random_rate(tests:pd.DataFrame, # tidy tests with method, concept, p_value (one row per layer; NaN = refused)
                 prefix:str="random-concept", # concepts whose name starts with this are random draws
-                alpha:float=0.05)->pd.DataFrame:
+                alpha:float=0.05, # significance level (after Bonferroni over each draw's layers; also for the raw p)
+               )->pd.DataFrame:
     "Per method: random draws, (draw, layer) tests, significant ones (Bonferroni over each draw's layers; raw p) and rates."
     d = tests[tests.concept.str.startswith(prefix)]
     if d.empty: raise GcavInputError(f"no concept named {prefix!r}* in the tests; known: {sorted(tests.concept.unique())}")
@@ -357,9 +404,13 @@ def pooled_probe(d:dict, # hook -> flattened conv maps [n, C*H*W] (activations o
     "Channel means of flattened conv maps (or, for gradients, channel sums): hook -> [n, C]."
     return {h: v.reshape(len(v), *shapes[h]).sum((2, 3)) if grad else v.reshape(len(v), *shapes[h]).mean((2, 3)) for h, v in d.items()}
 
-def design_tests(cacts:dict, racts:dict, # set name -> {hook: [n, d]} for the concepts and the random sets
-                 grads:dict, layers:list[str], target, # hook -> [n, d] target gradients; probed hooks; the `Target`
-                 correction:str="bonferroni")->pd.DataFrame:
+def design_tests(cacts:dict, # concept name -> {hook: [n, d]} activations
+                 racts:dict, # random set name -> {hook: [n, d]} activations
+                 grads:dict, # hook -> [n, d] target gradients
+                 layers:list[str], # the probed hooks
+                 target, # the `Target` (or what `tcav.as_target` accepts)
+                 correction:str="bonferroni", # multiple-test correction over layers (`correct_pvalues`)
+                )->pd.DataFrame:
     "Plain TCAV on given activations and gradients through the pipeline's fit and test path: the tidy tests."
     from gcav_nb.cav import fit_tcav_cavs
     from gcav_nb.tcav import tcav_result
@@ -380,12 +431,17 @@ def _design_row(df:pd.DataFrame, **info)->dict:
 # %% ../nbs/05a_texshapes.ipynb #16058330
 def compare_designs(model, # the hooked TexShapes CNN (in eval mode)
                     inputs:Float[Tensor, "n 3 H W"], # target images (c0 scenes)
-                    layers:list[str], target, # probed hooks; a `gcav_nb.tcav` target such as `class_logit(0)`
-                    n:int=50, runs:int=10, seed:int=0,
-                    concept_kinds:tuple=("patch", "scene"), random_kinds:tuple|None=None, # None: all `RANDOM_KINDS`
-                    probes:tuple=("flattened", "pooled"),
+                    layers:list[str], # the probed hooks
+                    target, # a `gcav_nb.tcav` target such as `class_logit(0)`
+                    n:int=50, # images per concept and random set
+                    runs:int=10, # random sets per design
+                    seed:int=0, # base seed of the sets
+                    concept_kinds:tuple=("patch", "scene"), # concept-set kinds: 'patch' and/or 'scene' (`texshapes_sets`)
+                    random_kinds:tuple|None=None, # random-set kinds (keys of `RANDOM_KINDS`); None: all
+                    probes:tuple=("flattened", "pooled"), # 'flattened' (whole maps) and/or 'pooled' (channel means)
                     relative:bool=True, # also the striped-vs-dotted relative CAV per concept kind and probe
-                    correction:str="bonferroni")->pd.DataFrame:
+                    correction:str="bonferroni", # multiple-test correction over layers (`correct_pvalues`)
+                   )->pd.DataFrame:
     "Plain TCAV per design: striped/dotted significance with sign, the random-concept control, CAV held-out accuracy."
     from gcav_nb.activations import collect, capture
     from gcav_nb.tcav import gradients, as_target
@@ -414,8 +470,10 @@ def compare_designs(model, # the hooked TexShapes CNN (in eval mode)
     return pd.DataFrame(rows)
 
 # %% ../nbs/05a_texshapes.ipynb #54effc35
-def attack_table(before, after, # the runs before / after the attack: results with `.tests()` or their tidy tests frames
-                 concept:str, layer:str, # the attacked concept and layer
+def attack_table(before, # the run before the attack: a result with `.tests()` or its tidy tests frame
+                 after, # the run after the attack (same form)
+                 concept:str, # the attacked concept
+                 layer:str, # the attacked layer
                  min_base:float=0.05, # relative change (%) only where the score before is at least this (else NaN)
                 )->pd.DataFrame:
     "Per method: `concept`'s score at the attacked layer and averaged over layers, before and after, absolute and relative change."
