@@ -86,7 +86,7 @@ def test_export_cells_are_short_with_prose_above(path):
     assert not bad, f"{path.name}: " + "; ".join(bad)
 
 
-CORE = ["activations", "cav", "tcav", "generation", "store", "metrics", "train", "cli", "explorer"]
+CORE = ["activations", "cav", "tcav", "generation", "store", "metrics", "train", "cli", "explorer", "models", "data", "gcav", "texshapes"]
 
 
 def undocumented(module) -> dict[str, list[str]]:
