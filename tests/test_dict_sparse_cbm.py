@@ -35,6 +35,8 @@ BAD_DATA = {
     "scores nan": (lambda: concept_scores(torch.tensor([[math.nan, 1.0]]), torch.ones(1, 2)), "NaN"),
     "scores empty": (lambda: concept_scores(torch.zeros(0, 2), torch.ones(1, 2)), "non-empty"),
     "scores mu shape": (lambda: concept_scores(torch.ones(3, 2), torch.ones(1, 2), mu=torch.zeros(3)), "mu must"),
+    "scores std zero": (lambda: concept_scores(torch.ones(3, 2), torch.ones(1, 2), std=torch.zeros(2)), "std must"),
+    "scores std shape": (lambda: concept_scores(torch.ones(3, 2), torch.ones(1, 2), std=torch.ones(3)), "std must"),
     "n_active too big": (lambda: SparseCBM(3, 2, n_active=4), "n_active"),
     "n_active zero": (lambda: SparseCBM(3, 2, n_active=0), "n_active"),
     "one class": (lambda: SparseCBM(3, 1), "n_classes"),

@@ -90,6 +90,7 @@ def embed_concepts(model, # a language model (TransformerBridge)
 def concept_scores(x:Float[Tensor, "n d"], # input representations
                    concepts:Float[Tensor, "k d"], # unit concept directions
                    mu:Float[Tensor, "d"]|None=None, # the centre subtracted from x (None: x's own mean; pass the training mean for test data)
+                   std:Float[Tensor, "d"]|None=None, # per-dimension spread: x - mu and the concepts are divided by it before the cosine (None: raw space)
                   )->Float[Tensor, "n k"]:
     "Cosine similarity of each centred input with each concept direction (the text analogue of CLIP's logits_per_image)."
     if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point() or len(x) == 0: raise GcavInputError(f"x must be a non-empty float tensor [n, d], got {getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
@@ -98,8 +99,11 @@ def concept_scores(x:Float[Tensor, "n d"], # input representations
     if not all_finite(x): raise GcavInputError(f"x contains NaN/inf ({int((~x.isfinite()).sum())} entries)")
     mu = x.double().mean(0) if mu is None else mu.double()
     if mu.shape != (x.shape[1],): raise GcavInputError(f"mu must have shape ({x.shape[1]},), got {tuple(mu.shape)}")
-    xc = x.double() - mu                                                  # [n, d]
-    return (F.normalize(xc, dim=-1) @ c.double().T).float()               # [n, k]
+    xc, cd = x.double() - mu, c.double()                                  # [n, d], [k, d]
+    if std is not None:
+        if std.shape != (x.shape[1],) or not all_finite(std) or bool((std <= 0).any()): raise GcavInputError(f"std must be a positive finite [{x.shape[1]}] tensor, got shape {tuple(std.shape)}")
+        xc, cd = xc / std.double(), cd / std.double()                     # standardised coordinates
+    return (F.normalize(xc, dim=-1) @ F.normalize(cd, dim=-1).T).float()  # [n, k]
 
 # %% ../../nbs/2_dictionaries/28_sparse_cbm.ipynb #333909b6
 class SparseCBM(nn.Module):
