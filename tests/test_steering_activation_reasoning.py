@@ -74,9 +74,9 @@ def test_read_slots_equals_a_direct_capture(tiny):
 
 @cpu_only
 def test_cpu_probes_plus_logic_beat_the_model_and_controls_on_smollm2():
-    "cpu: a smaller version of the notebook (60 fitting / 40 test stories per depth) at blocks.9."
+    "cpu: a smaller version of the notebook (60 fitting / 40 test stories per depth) at blocks.3, the layer its saved cpu run chose."
     from gcav_nb.models import load_model
-    m = load_model("smollm2-135m"); H = "blocks.9.hook_resid_post"
+    m = load_model("smollm2-135m"); H = "blocks.3.hook_resid_post"
     fit = pd.concat([prontoqa(60, h, seed=0) for h in (1, 2, 3)], ignore_index=True)
     test = pd.concat([prontoqa(40, h, seed=2) for h in (1, 2, 3)], ignore_index=True)
     (sf, Xf), (st, Xt) = read_slots(m, fit, H), read_slots(m, test, H)
