@@ -262,7 +262,8 @@ def _documentable(ns:dict)->list[tuple]:
         if c.__module__ == mod and c.__name__ in ns and not c.__name__.startswith("_"):
             init = vars(c).get("__init__")
             out.append((c, key(init) if ours(init) and not dataclasses.is_dataclass(c) else ("class", c.__qualname__)))
-        out += [(m, key(m)) for k, m in vars(c).items() if not k.startswith("_") and ours(m)]  # @patch'ed ones too
+        fns = [getattr(m, "__func__", None) or getattr(m, "f", m) for k, m in vars(c).items() if not k.startswith("_")]   # (fastcore) classmethods: their function
+        out += [(m, key(m)) for m in fns if ours(m)]  # @patch'ed ones too
     return out
 
 # %% ../nbs/00_config.ipynb #f7c6d235

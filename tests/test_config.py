@@ -135,3 +135,10 @@ def test_document_params_follows_delegates_and_shares_a_line_comment(tmp_path):
     spec = importlib.util.spec_from_file_location("m_doc", f); m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
     assert "the b" in m.wrap.__doc__
     assert m.wrap.__doc__.count("both coordinates") == 2
+
+
+def test_document_params_reaches_classmethods():
+    "Classmethods (plain or fastcore `@patch(cls_method=True)`) get their parameters in help() too."
+    from gcav_nb.data import ConceptSet
+    assert "Args:" in ConceptSet.from_list.__doc__ and "the concept's name" in ConceptSet.from_list.__doc__
+    assert "Args:" in ConceptSet.from_file.__doc__

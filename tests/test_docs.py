@@ -179,7 +179,7 @@ def test_a_paper_page_loads_with_its_figures_and_scale(site, browser):
 def test_papers_page_lists_every_paper_notebook(site, browser):
     "The generated papers page lists every paper notebook with a status."
     _open(browser, site + 'papers.html')
-    text = browser.find_element('tag name', 'body').text
+    text = browser.find_element('tag name', 'body').text.replace('\u2019', "'").replace('\u201c', '"').replace('\u201d', '"')   # sphinx's smart quotes
     assert 'Papers: what reproduces' in text
     entries = [e for e in bd.collect(bd.get_cfg().config_path/'_proc', {}) if bd.is_paper(e)]
     for e in entries: assert e['title'] in text, f"{e['title']} missing from papers.html"
