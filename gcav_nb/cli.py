@@ -47,6 +47,8 @@ def build_parser()->argparse.ArgumentParser:
         s.add_argument("--templates", default="sentiment", help="bundled template family, or a file of templates with {text}; 'none' for raw texts")
         s.add_argument("--layers", default="all", help="'all', block indices '0,5,10', or hook names/globs")
         s.add_argument("--runs", type=int, default=None, help=f"random sets R (CAV runs per concept); {by('runs')}")
+        s.add_argument("--null-sets", type=int, default=None, metavar="N", help="random sets drawn for the null (its N pseudo-concepts), N >= R; the runs use the first R; default: R")
+        s.add_argument("--test", default="ttest", choices=("ttest", "mannwhitney", "pseudo"), help="significance test: TCAV's t-test against all random-vs-random scores, or the pseudo-concept test (concept mean vs the N pseudo-concepts' means; 05a: the calibrated one)")
         s.add_argument("--n-examples", type=int, default=None, help=f"examples per concept (file concepts: only when given) and per random set; {by('n_examples')}")
         s.add_argument("--scale", default=None, choices=SCALES, help="ci (seconds), cpu (minutes), gpu (paper sizes); default: $GCAV_NB_SCALE, else cpu")
         s.add_argument("--seed", type=int, default=0, help="seed of the random sets, the templates and the CAV splits")
@@ -182,6 +184,9 @@ def validate_args(a:argparse.Namespace)->dict:
     low = 3 if a.command == "gcav" else 2                     # GCAV's null: each random set against >= 2 others
     if runs < low: raise GcavInputError(f"--runs must be >= {low} for {a.command} (random sets: the null and the t-test need several), got {runs}")
     if n_ex < 2: raise GcavInputError(f"--n-examples must be >= 2, got {n_ex}")
+    null_sets = runs if a.null_sets is None else a.null_sets
+    if null_sets < runs: raise GcavInputError(f"--null-sets must be >= --runs ({runs}): the runs use the first R random sets, got {null_sets}")
+    if a.test == "pseudo" and null_sets < 3: raise GcavInputError(f"--test pseudo needs at least 3 random sets for the null (--null-sets), got {null_sets}")
     if not (a.model in known_models() or "/" in a.model or Path(a.model).is_dir()):
         raise UnknownNameError(f"unknown model {a.model!r}; known: {known_models()} or a hub id 'org/name'")
     if not a.target: raise GcavInputError("--target must be a non-empty token such as ' positive'")
@@ -195,11 +200,11 @@ def validate_args(a:argparse.Namespace)->dict:
     if pool is not None and len(pool) < set_size:
         raise GcavInputError(f"--random-file {a.random_file!r} has {len(pool)} distinct lines; random sets of {set_size} need at least that many")
     templates = _templates(a.templates)
-    sets = _text_sets(concepts, set_size, runs, templates, inputs, a.seed, pool)
+    sets = _text_sets(concepts, set_size, null_sets, templates, inputs, a.seed, pool)
     layers = _parse_layers(a.layers)
     out = _check_out(Path(a.out), a.overwrite)
     cache = False if a.no_cache else Path(a.cache) if a.cache else True   # either folder: collect keeps one entry per request in it
-    return dict(scale=scale, runs=runs, n_examples=n_ex, set_size=set_size, concepts=concepts, relative=relative, inputs=inputs,
+    return dict(scale=scale, runs=runs, null_sets=null_sets, test=a.test, n_examples=n_ex, set_size=set_size, concepts=concepts, relative=relative, inputs=inputs,
                 pool=pool, templates=templates, sets=sets, layers=layers, out=out, cache=cache)
 
 # %% ../nbs/06_cli.ipynb #c392d5dd
@@ -225,7 +230,7 @@ def run_settings(a:argparse.Namespace, # parsed arguments
     from gcav_nb.models import default_prepend_bos
     return dict(command=a.command, model=a.model, scale=s["scale"], seed=a.seed, device=a.device,
                 concepts={k: dict(n=len(v), source=v.source) for k, v in s["concepts"].items()},
-                relative=[f"{x}:{y}" for x, y in s["relative"]], runs=s["runs"], random_set_size=s["set_size"],
+                relative=[f"{x}:{y}" for x, y in s["relative"]], runs=s["runs"], null_sets=s["null_sets"], test=s["test"], random_set_size=s["set_size"],
                 random_pool=a.random_file or "bundled", random_pool_size=len(s["pool"] or random_pool()),
                 inputs=a.inputs_file or f"held-out examples of {next(iter(s['concepts']))!r}", n_inputs=len(s["inputs"]),
                 target=target.name, target_token=a.target, foil=a.foil or None,
@@ -239,7 +244,7 @@ def format_header(st:dict, # from `run_settings`
     return "\n".join([f"gcav_nb {st['command']} on {st['model']} (scale {st['scale']}, seed {st['seed']}, device {st['device']})",
         "  concepts: " + ", ".join(f"{k} ({v['n']})" for k, v in st["concepts"].items()),
         f"  relative CAVs: {', '.join(st['relative']) or 'none'}",
-        f"  random: R={st['runs']} sets of {st['random_set_size']} from {st['random_pool']} ({st['random_pool_size']} texts)",
+        f"  random: R={st['runs']} runs, N={st['null_sets']} sets for the null, of {st['random_set_size']} texts from {st['random_pool']} ({st['random_pool_size']} texts); test: {st['test']}",
         f"  target inputs: {st['n_inputs']} {st['inputs']}",
         f"  target: {st['target']}   templates: {st['templates']} ({st['n_templates']})   prepend_bos: {st['prepend_bos']}",
         f"  layers: {len(L)} ({L[0]} .. {L[-1]})   activation cache: {st['cache'] or 'off'}"])
@@ -289,7 +294,7 @@ def run(argv:list[str]|None=None)->dict:
     cs, rs, inputs = s["sets"]
     methods = [CAVMethod()] + ([GCAVMethod(GCAVConfig.preset(scale=s["scale"], seed=a.seed))] if a.command == "gcav" else [])
     res = run_concepts(model, inputs, cs, {f"random_{i}": r for i, r in enumerate(rs)}, hooks, target, methods=methods,
-                       relative=s["relative"] or None, seed=a.seed, progress=not a.no_progress, cache=s["cache"])   # a rerun resumes
+                       relative=s["relative"] or None, runs=s["runs"], test=s["test"], seed=a.seed, progress=not a.no_progress, cache=s["cache"])   # a rerun resumes
     summary = _write_results(res, methods, s["out"], a.overwrite, st, argv, time.perf_counter() - t0)
     print(summary, flush=True)
     return dict(result=res, settings=st, out=s["out"], elapsed=time.perf_counter() - t0)

@@ -30,6 +30,7 @@ TINY = ["--model", "tiny-llama", "--scale", "ci", "--concepts", "praise,food", "
     (["--relative", "praise"], "expected 'concept:counter'"),
     (["--model", "no-such-model"], "unknown model"),
     (["--target", ""], "--target"),
+    (["--runs", "4", "--null-sets", "3"], "--null-sets must be >= --runs (4)"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(args, msg, tmp_path, capsys, monkeypatch):
     "Bad arguments: exit code 2 and a message naming the problem, before any forward pass (collect and gradients never run)."
@@ -192,3 +193,16 @@ def test_progress_bars_are_on_by_default(tmp_path, capsys):
     assert "100%" in err and "collect" in err, err[-500:]
     run(["tcav", *TINY, "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "c")])
     assert "100%" not in capsys.readouterr().err
+
+
+def test_pseudo_test_with_more_null_sets_than_runs(tmp_path, capsys):
+    "--test pseudo --runs 2 --null-sets 4: CAV runs use 2 random sets, the null's pseudo-concepts all 4; header and run.json say so."
+    from gcav_nb.cli import run
+    r = run(["tcav", *TINY, "--layers", "0,1", "--runs", "2", "--null-sets", "4", "--test", "pseudo", "--no-cache", "--out", str(tmp_path / "p")])
+    res = r["result"]
+    assert res.scores["TCAV"].shape[-1] == 2 and res.null_scores["TCAV"].shape[1] == 4 and res.test == "pseudo"
+    st = json.loads((tmp_path / "p" / "run.json").read_text())["meta"]["cli"]["settings"]
+    assert (st["runs"], st["null_sets"], st["test"]) == (2, 4, "pseudo")
+    assert "R=2 runs, N=4 sets for the null" in capsys.readouterr().out
+    assert main(["tcav", *TINY, "--test", "pseudo", "--runs", "2", "--out", str(tmp_path / "q")]) == 2          # 2 pseudo-concepts: too few
+    assert "--test pseudo needs at least 3 random sets" in capsys.readouterr().err
