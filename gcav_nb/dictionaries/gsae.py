@@ -16,8 +16,7 @@ from tqdm.auto import tqdm
 from typing_extensions import override
 from ..config import GcavInputError, all_finite, document_params
 from ..models import resolve_hooks
-from .core import make_sae, activation_batches, inference_sae
-from .top_afa import register_architecture
+from .core import make_sae, activation_batches, inference_sae, register_architecture
 from sae_lens import SAE, SAETrainer, LoggingConfig
 from sae_lens.config import SAETrainerConfig
 from sae_lens.saes.sae import TrainStepInput, TrainStepOutput

@@ -13,15 +13,13 @@ from torch import Tensor, nn
 from jaxtyping import Float
 from typing_extensions import override
 from ..config import GcavInputError, all_finite, document_params
-from .core import ARCHITECTURES
+from .core import register_architecture
 from sae_lens import SAE, TrainingSAE
-from sae_lens.registry import SAE_CLASS_REGISTRY, SAE_TRAINING_CLASS_REGISTRY
 from sae_lens.saes.sae import SAEConfig, TrainingSAEConfig, TrainStepInput
 from sae_lens.saes.topk_sae import calculate_topk_aux_acts
 
 # %% auto #0
-__all__ = ['top_afa', 'TopAFASAEConfig', 'TopAFASAE', 'TopAFATrainingSAEConfig', 'TopAFATrainingSAE', 'register_architecture',
-           'zf_frame', 'afa_summary']
+__all__ = ['top_afa', 'TopAFASAEConfig', 'TopAFASAE', 'TopAFATrainingSAEConfig', 'TopAFATrainingSAE', 'zf_frame', 'afa_summary']
 
 # %% ../../nbs/2_dictionaries/22_top_afa.ipynb #97ae33b6
 def top_afa(acts:Float[Tensor, "*batch d_sae"], # non-negative latent activations (ReLU of the pre-activations)
@@ -120,16 +118,6 @@ class TopAFATrainingSAE(TrainingSAE[TopAFATrainingSAEConfig]):
         return losses
 
 # %% ../../nbs/2_dictionaries/22_top_afa.ipynb #9a710af0
-def register_architecture(name:str, # the architecture string its configs return
-                          sae:tuple[type, type], # (inference SAE class, its config class)
-                          training:tuple[type, type], # (training SAE class, its config class)
-                         ):
-    "Register an SAE architecture with sae-lens (load/save) and with `dictionaries.core.make_sae` (build/train)."
-    for cls, cfg in (sae, training):
-        if cfg.architecture() != name: raise GcavInputError(f"{cfg.__name__}.architecture() is {cfg.architecture()!r}, not {name!r}")
-    SAE_CLASS_REGISTRY[name], SAE_TRAINING_CLASS_REGISTRY[name] = sae, training
-    ARCHITECTURES[name] = training
-
 register_architecture("topafa", (TopAFASAE, TopAFASAEConfig), (TopAFATrainingSAE, TopAFATrainingSAEConfig))
 
 # %% ../../nbs/2_dictionaries/22_top_afa.ipynb #eff63d7a
