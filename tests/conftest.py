@@ -8,6 +8,16 @@ os.environ.setdefault("GCAV_NB_SCALE", "ci")
 os.environ.setdefault("MPLBACKEND", "Agg")
 NOTEBOOK_TIMES: dict[str, float] = {}
 
+
+class ForwardRan(Exception):
+    "Raised by `tripwire`: a forward pass ran where a bad argument should have stopped the call first."
+
+
+def tripwire(model):
+    "A context on a TransformerBridge in which any forward pass raises ForwardRan (for 'fails before work' tests)."
+    def boom(a, hook): raise ForwardRan("a forward pass ran")
+    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+
 @pytest.fixture(scope="module")
 def tiny():
     "The 4-layer random-weight Llama (read-only: tests must not change its weights)."

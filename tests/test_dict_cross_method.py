@@ -14,11 +14,7 @@ cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: 
 H1 = "blocks.1.hook_resid_post"
 CH = (" hot", " cold")
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 def _v(d, seed=0, hook=H1): return as_vector(torch.randn(d, generator=torch.Generator().manual_seed(seed)), hook)
 

@@ -14,11 +14,7 @@ cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: 
 HOOK = "blocks.1.hook_resid_post"
 KW = dict(k=4, d_sae=32, training_tokens=1024, batch_size=128, lr=1e-3, progress=False)
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 def rows(n=2048, d=16, seed=0):
     g = torch.Generator().manual_seed(seed); return torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)

@@ -15,11 +15,7 @@ from gcav_nb.dictionaries.snmf import (snmf, match_units, auroc, concept_vocab, 
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
 H = "blocks.1.mlp.hook_post"
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 def planted(n=300, d=30, k=5, seed=0):
     g = torch.Generator().manual_seed(seed)

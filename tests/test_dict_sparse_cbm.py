@@ -12,11 +12,7 @@ from gcav_nb.dictionaries.sparse_cbm import (GENRES, CBL_LOSSES, concept_vocabul
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
 H1 = "blocks.1.hook_resid_post"
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 def _toy(n=120, k=10, seed=0):
     g = torch.Generator().manual_seed(seed); y = torch.arange(n) % 3

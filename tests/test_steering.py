@@ -13,12 +13,7 @@ from gcav_nb.steering.core import (add, project_out, set_neurons, as_vector, ran
 @pytest.fixture(scope="module")
 def model(): return load_model("tiny-llama")
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    "A context in which any forward pass raises ForwardRan."
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 H1 = "blocks.1.hook_resid_post"
 BAD = {

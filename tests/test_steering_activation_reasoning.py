@@ -12,11 +12,7 @@ from gcav_nb.steering.activation_reasoning import (CATEGORIES, prontoqa, forward
 
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 def _slots(df):
     return pd.DataFrame([dict(story=i, role=r, category=c) for i, row in df.iterrows() for r, c, _ in row.slots])

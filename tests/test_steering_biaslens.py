@@ -16,11 +16,7 @@ from gcav_nb.steering.biaslens import (OCCUPATIONS, MALE, FEMALE, PROMPTS, conce
 
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 def _cavs(n_concepts=4, runs=2, d=6, layers=2, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -14,11 +14,7 @@ from gcav_nb.steering.breaking_bad import (INSULTS, contrast_texts, toxic_prompt
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
 H1 = "blocks.1.hook_resid_post"
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 @pytest.fixture(scope="module")
 def sae(tiny): return make_sae("topk", tiny.cfg.d_model, 32, k=4, seed=0)

@@ -13,11 +13,7 @@ from gcav_nb.steering.ffn_values import (HOT, COLD, value_topk, theme_ids, theme
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
 CL = pd.DataFrame(dict(layer=[1, 1, 3], neuron=[5, 9, 2], hits=[2, 2, 2]))
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 BAD = {
     "k zero": (lambda m: value_topk(m, k=0), "k must"),

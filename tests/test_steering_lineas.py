@@ -16,11 +16,7 @@ R = "blocks.*.hook_resid_post"
 SRC = ["The room was dirty.", "Awful food, cold and late.", "Rude staff again.", "It broke after a day."]
 TGT = ["A lovely quiet room.", "Great food, served fast.", "Friendly staff!", "Works perfectly, thank you."]
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 def _maps(m, d=None): return AffineMaps(resolve_hooks(m, R), d or m.cfg.d_model)
 

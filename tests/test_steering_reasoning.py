@@ -12,12 +12,7 @@ cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: 
 DIGITS = [str(i) for i in range(10)]
 H1 = "blocks.1.hook_resid_post"
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    "Any forward pass raises ForwardRan."
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 @pytest.fixture(scope="module")
 def items(): return arithmetic_items(12, seed=0)

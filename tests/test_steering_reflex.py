@@ -15,11 +15,7 @@ from gcav_nb.steering.reflex import (STYLE_MARKER, fact_claims, answer_batch, an
 
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 FC = fact_claims(16, seed=3)
 

@@ -15,11 +15,7 @@ from gcav_nb.steering.ta2 import (NEGATIVE, POSITIVE, bias_prompts, chat_texts, 
 cpu_only = pytest.mark.skipif(get_scale() != "cpu", reason="a cpu-scale result: run with GCAV_NB_SCALE=cpu")
 H1 = "blocks.1.hook_resid_post"
 
-class ForwardRan(Exception): pass
-
-def _tripwire(model):
-    def boom(a, hook): raise ForwardRan("a forward pass ran")
-    return model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", boom)])
+from conftest import ForwardRan, tripwire as _tripwire
 
 def _acts(seed, n=6, d=9):
     g = torch.Generator().manual_seed(seed); return {"h": torch.randn(n, d, generator=g) * 3}
