@@ -52,6 +52,19 @@ def test_same_seed_same_sae_and_different_seed_differs():
     for n, v in a.state_dict().items(): assert torch.equal(v, b.state_dict()[n]), n
     assert ha.equals(hb) and not torch.equal(a.W_dec, c.W_dec)
 
+def test_input_scale_is_folded_into_raw_unit_latents():
+    "x is trained as c x (c = sqrt(d)/E||x||): rows 5 x give the same rows c x, so the same decoder directions, and raw-unit latents and reconstructions 5 times larger."
+    X, G = rows(); X = X * 3 + 1
+    a, ha = train_gsae(X, G, beta=2.0, **KW); b, hb = train_gsae(5 * X, G, beta=2.0, **KW)
+    torch.testing.assert_close(a.W_dec, b.W_dec); torch.testing.assert_close(a.W_enc, b.W_enc)
+    torch.testing.assert_close(torch.tensor(ha.loss.values), torch.tensor(hb.loss.values), rtol=1e-5, atol=1e-6)   # same training (to rounding)
+    with torch.no_grad():
+        za, zb = a.encode_with_grad(X[:64], G[:64]), b.encode_with_grad(5 * X[:64], G[:64])
+        torch.testing.assert_close(zb, 5 * za, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b.decode(zb), 5 * a.decode(za), rtol=1e-4, atol=1e-4)
+    assert a.cfg.normalize_activations == "none"
+    torch.testing.assert_close(a.W_dec.norm(dim=-1), torch.ones(a.cfg.d_sae))       # unit directions: the score z(1 + beta|D g|) as in training
+
 def test_save_load_round_trip_through_sae_lens(tmp_path):
     X, G = rows()
     sae, _ = train_gsae(X, G, beta=2.0, hook=HOOK, **KW)

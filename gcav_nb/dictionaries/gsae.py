@@ -16,9 +16,8 @@ from tqdm.auto import tqdm
 from typing_extensions import override
 from ..config import GcavInputError, all_finite, document_params
 from ..models import resolve_hooks
-from .core import make_sae, activation_batches, inference_sae, register_architecture
-from sae_lens import SAE, SAETrainer, LoggingConfig
-from sae_lens.config import SAETrainerConfig
+from .core import make_sae, train_sae, register_architecture
+from sae_lens import SAE
 from sae_lens.saes.sae import TrainStepInput, TrainStepOutput
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
 
@@ -117,6 +116,8 @@ class GSAETrainingSAE(TopKTrainingSAE):
     cfg: GSAETrainingSAEConfig
     def __init__(self, cfg:GSAETrainingSAEConfig, use_error_term:bool=False):
         super().__init__(cfg, use_error_term); self.grad = None
+    @property
+    def data_width(self)->int: return 2 * self.cfg.d_in                     # `train_sae` checks its rows against this
     @override
     def training_forward_pass(self, step_input:TrainStepInput)->TrainStepOutput:
         d, w = self.cfg.d_in, step_input.sae_in.shape[-1]
@@ -143,32 +144,19 @@ def train_gsae(x:Float[Tensor, "n d"], # activation rows (BOS rows already left 
                hook:str|None=None, # recorded in the SAE's metadata
                progress:bool=True, log_every:int=50,
                **cfg, # other GSAETrainingSAEConfig fields (aux_loss_coefficient, rescale_acts_by_decoder_norm, ...)
-              )->tuple[SAE, pd.DataFrame]: # the trained inference `GSAE`, and its history (step, loss, mse_loss, l0, explained_variance, dead)
-    "Train a g-SAE with sae-lens's training step on rows [x ‖ grad]; everything is checked before the first step."
+              )->tuple[SAE, pd.DataFrame]: # the trained inference `GSAE`, and `train_sae`'s history
+    "Train a g-SAE with `train_sae` on rows [c x ‖ grad], c = sqrt(d) / E||x|| folded back; everything is checked before the first step."
     for n, t in (("x", x), ("grad", grad)):
         if not isinstance(t, Tensor) or t.ndim != 2 or not t.is_floating_point(): raise GcavInputError(f"{n} must be a float tensor [n, d], got {getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
     if x.shape != grad.shape: raise GcavInputError(f"x {tuple(x.shape)} and grad {tuple(grad.shape)} must have the same shape")
     if len(x) == 0: raise GcavInputError("x is empty: no rows to train on")
-    d = x.shape[1]; steps = training_tokens // batch_size if isinstance(batch_size, int) and batch_size > 0 else 0
-    if steps < 1: raise GcavInputError(f"training_tokens={training_tokens} is less than one batch of {batch_size}")
+    d = x.shape[1]
     sae = make_sae("gsae", d, d_sae or 4 * d, seed=seed, normalize_activations="none", k=k, beta=beta, **cfg)
-    scale = d ** 0.5 / float(x.norm(dim=-1).mean())
-    it = activation_batches(torch.cat([x * scale, grad], 1), batch_size=batch_size, seed=seed)   # NaN/inf fail here
-    first = next(it)
-    tc = SAETrainerConfig(total_training_samples=steps * batch_size, train_batch_size_samples=batch_size, lr=lr, lr_end=lr / 10,
-                          logger=LoggingConfig(log_to_wandb=False), dead_feature_window=min(1000, max(1, steps // 5)), feature_sampling_window=max(steps, 1))
-    trainer, rows = SAETrainer(tc, sae, it), []
-    with torch.random.fork_rng(), tqdm(total=steps, desc=f"train g-SAE beta={beta}", disable=not progress, leave=False) as bar:
-        torch.manual_seed(seed)
-        for s in range(steps):
-            out = trainer.step(first if s == 0 else next(it)); trainer.n_training_steps += 1; bar.update()
-            if s % log_every == 0 or s == steps - 1:
-                log = trainer.build_train_step_log_dict(out, trainer.n_training_samples)
-                rows.append(dict(step=s + 1, loss=log["losses/overall_loss"], mse_loss=log.get("losses/mse_loss", math.nan), l0=log["metrics/l0"],
-                                 explained_variance=log["metrics/explained_variance"], dead=log["sparsity/dead_features"]))
-    sae.fold_activation_norm_scaling_factor(scale); trainer.set_final_sae_metadata()
-    sae.cfg.metadata.hook_name = hook; sae.cfg.metadata.gcav_seed = seed
-    return inference_sae(sae), pd.DataFrame(rows)
+    c = d ** 0.5 / float(x.norm(dim=-1).mean())
+    sae, hist = train_sae(torch.cat([x * c, grad], 1), hook, sae=sae, training_tokens=training_tokens, batch_size=batch_size, lr=lr,
+                          seed=seed, progress=progress, log_every=log_every)          # [n, 2d] rows; NaN/inf fail before a step
+    with torch.no_grad(): sae.b_enc.div_(c); sae.b_dec.div_(c)                   # raw-unit latents: z(x) = z_trained(c x) / c
+    return sae, hist
 
 # %% ../../nbs/2_dictionaries/23_gsae.ipynb #b969f482
 def grad_splice(sae:GSAE, # an inference g-SAE
