@@ -93,18 +93,21 @@ def snmf(A:Float[Tensor, "n d"], # activations, one row per token (e.g. `mlp.hoo
 # %% ../../nbs/2_dictionaries/25_snmf.ipynb #b6f5fb7c
 def token_rows(model, # a language model (TransformerBridge)
                texts:list[str], # the texts
-               hook:str, # one hook, e.g. "blocks.15.mlp.hook_post"
+               hook:str|list[str], # one hook, e.g. "blocks.15.mlp.hook_post" (rows: a tensor), or a list (rows: a dict hook -> tensor)
                batch_size:int=32, # texts per forward pass
                progress:bool=False, # a tqdm bar
-              )->tuple[Float[Tensor, "rows d"], Int[Tensor, "rows"]]: # activations, index of the text of each row
-    "Activations at every real token (BOS dropped) of every text, and the text index of each row."
+              )->tuple[Float[Tensor, "rows d"]|dict[str, Float[Tensor, "rows d"]], Int[Tensor, "rows"]]: # activations, index of the text of each row
+    "Activations at every real token (BOS dropped) of every text, at one hook or several (one pass), and the text index of each row."
     if isinstance(texts, str) or not texts: raise GcavInputError(f"texts must be a non-empty list of strings, got {texts!r:.60}")
-    acts = collect(model, list(texts), hook, pooling="all", batch_size=batch_size, progress=progress)
-    x, mask = acts[hook], acts.mask.bool()                                  # [n, pos, d], [n, pos]
+    hooks = [hook] if isinstance(hook, str) else list(hook)
+    if not hooks: raise GcavInputError("no hooks given")
+    acts = collect(model, list(texts), hooks, pooling="all", batch_size=batch_size, progress=progress)
+    mask = acts.mask.bool()                                                 # [n, pos]
     if acts.meta.get("prepend_bos"): mask[:, 0] = False
     idx = torch.arange(len(texts))[:, None].expand_as(mask)
     if not mask.any(): raise GcavInputError("the texts have no tokens besides BOS")
-    return x[mask], idx[mask]
+    rows = {h: acts[h][mask] for h in hooks}                                # [n, pos, d] -> [rows, d] each
+    return (rows[hook] if isinstance(hook, str) else rows), idx[mask]
 
 # %% ../../nbs/2_dictionaries/25_snmf.ipynb #b36ceeb0
 def match_units(codes:Float[Tensor, "n m"], # codes of the training rows (SNMF's Y, an SAE's encoding)
