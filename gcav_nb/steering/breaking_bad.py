@@ -15,7 +15,7 @@ from ..activations import collect
 from ..store import ActivationStore
 from ..generation import generate
 from ..dictionaries.core import train_sae, save_sae, load_sae
-from .core import Intervention, as_vector, steer, fwd_hooks, choice_probs, cost
+from .core import Intervention, as_vector, steer, fwd_hooks, next_token_logits, cost
 from .ta2 import lexicon_rate
 
 # %% auto #0
@@ -169,7 +169,7 @@ def detox_eval(model, # a language model
     if isinstance(n_gen, bool) or not isinstance(n_gen, int) or n_gen < 1: raise GcavInputError(f"n_gen must be a positive int, got {n_gen!r}")
     ids = insult_ids(model, words); un = [i for w, i in ids.items() if w in set(unseen)]
     ivs = list(interventions)
-    _, z = choice_probs(model, prompts, (" the", " a"), ivs, return_logits=True)     # [n, vocab] next-token logits
+    z = next_token_logits(model, prompts, ivs)                                   # [n, vocab] next-token logits
     p = torch.softmax(z.double(), -1)
     out = dict(p_toxic=float(p[:, list(ids.values())].sum(1).mean()), p_unseen=float(p[:, un].sum(1).mean()) if un else math.nan)
     gens = generate(model, prompts[:n_gen], max_new_tokens, fwd_hooks=fwd_hooks(*ivs), progress=False)

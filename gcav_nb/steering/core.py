@@ -27,8 +27,8 @@ from ..generation import generate
 # %% auto #0
 __all__ = ['DIRECTIONS', 'POSITIONS', 'STEERING_FORMAT', 'pca_direction', 'vectors_from_acts', 'contrast_vectors', 'as_vector',
            'random_like', 'hook_width', 'one_hook', 'Intervention', 'add', 'project_out', 'set_neurons', 'steer',
-           'fwd_hooks', 'choice_probs', 'Reference', 'cost', 'sweep', 'plot_sweep', 'save_vectors', 'load_vectors',
-           'from_layers', 'SteeringExplorer']
+           'fwd_hooks', 'next_token_logits', 'choice_probs', 'Reference', 'cost', 'sweep', 'plot_sweep', 'save_vectors',
+           'load_vectors', 'from_layers', 'SteeringExplorer']
 
 # %% ../../nbs/1_steering/10_core.ipynb #c23df2b5
 def pca_direction(pos:Float[Tensor, "n d"], # activations of the positive examples
@@ -286,6 +286,29 @@ def fwd_hooks(*interventions:Intervention, # `add`, `project_out`, `set_neurons`
     "The interventions as `fwd_hooks` pairs, for functions that take them (`generate`, `metrics.kl_vs_model`, `metrics.perplexity`)."
     return [p for iv in interventions for p in iv.fwd_hooks]
 
+# %% ../../nbs/1_steering/10_core.ipynb #ntl0
+def _last_logits(model, prompts, interventions, batch_size, prepend_bos):
+    "Yield each batch's logits at every prompt's last real token ([b, vocab], the model's dtype and device), interventions active."
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1: raise GcavInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    toks, mask = tokenize(model, [prompts] if isinstance(prompts, str) else prompts, prepend_bos=prepend_bos)   # right padding
+    last = mask.sum(1) - 1                                                               # [n]
+    if (last < 0).any(): raise GcavInputError(f"prompt {int((last < 0).nonzero()[0, 0])} has no token (empty text and no BOS)")
+    with steer(*interventions):
+        for s in range(0, len(toks), batch_size):
+            L = int(mask[s:s + batch_size].sum(1).max())
+            logits = model(toks[s:s + batch_size, :L].to(model.cfg.device))            # [b, L, vocab]
+            yield logits[torch.arange(len(logits)), last[s:s + batch_size].to(logits.device)]   # [b, L, vocab] -> [b, vocab]
+
+@torch.no_grad()
+def next_token_logits(model, # a language model (TransformerBridge)
+                      prompts:str|list[str], # prompts whose next token is read
+                      interventions:Sequence[Intervention]=(), # active during the passes
+                      batch_size:int=32, # prompts per forward pass
+                      prepend_bos:bool|None=None, # prepend BOS (None: what the model's own tokenizer does)
+                     )->Float[Tensor, "n vocab"]:
+    "Logits of the next token at the end of each prompt (float32, CPU), one forward per batch."
+    return torch.cat([z.float().cpu() for z in _last_logits(model, prompts, list(interventions), batch_size, prepend_bos)])
+
 # %% ../../nbs/1_steering/10_core.ipynb #07be2f03
 @torch.no_grad()
 def choice_probs(model, # a language model (TransformerBridge)
@@ -299,16 +322,10 @@ def choice_probs(model, # a language model (TransformerBridge)
     "Probability of each answer at the end of each prompt, renormalised over the answers (one forward per batch)."
     if isinstance(choices, str) or len(choices) < 2: raise GcavInputError(f"choices must list at least two answers, got {choices!r}")
     ids = torch.tensor([token_id(model, c) for c in choices])
-    toks, mask = tokenize(model, [prompts] if isinstance(prompts, str) else prompts, prepend_bos=prepend_bos)   # right padding
-    last = mask.sum(1) - 1
     out, full = [], []
-    with steer(*interventions):
-        for s in range(0, len(toks), batch_size):
-            L = int(mask[s:s + batch_size].sum(1).max())
-            logits = model(toks[s:s + batch_size, :L].to(model.cfg.device))            # [b, L, vocab]
-            zl = logits[torch.arange(len(logits)), last[s:s + batch_size].to(logits.device)]      # [b, vocab]
-            out.append(torch.softmax(zl[:, ids.to(logits.device)].double(), -1).float().cpu())   # [b, k]
-            if return_logits: full.append(zl.float().cpu())
+    for zl in _last_logits(model, prompts, list(interventions), batch_size, prepend_bos):   # [b, vocab] per batch
+        out.append(torch.softmax(zl[:, ids.to(zl.device)].double(), -1).float().cpu())      # [b, k]
+        if return_logits: full.append(zl.float().cpu())
     return (torch.cat(out), torch.cat(full)) if return_logits else torch.cat(out)
 
 # %% ../../nbs/1_steering/10_core.ipynb #4aad70bf

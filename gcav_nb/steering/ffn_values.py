@@ -13,7 +13,7 @@ from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 from ..config import GcavInputError
 from ..models import resolve_hooks
-from .core import Intervention, set_neurons, choice_probs
+from .core import Intervention, set_neurons, next_token_logits
 
 # %% auto #0
 __all__ = ['HOT', 'COLD', 'value_topk', 'theme_ids', 'theme_neurons', 'overwrite', 'random_neurons', 'theme_mass']
@@ -119,9 +119,7 @@ def theme_mass(model, # a language model
     if isinstance(prompts, str) or not prompts: raise GcavInputError(f"prompts must be a non-empty list of str, got {prompts!r}")
     themes = ids if isinstance(ids, dict) else {"theme": ids}
     if not themes or any(not v for v in themes.values()): raise GcavInputError("ids is empty")
-    first = next(iter(themes.values())); dec = model.tokenizer.decode
-    two = [dec([first[0]]), dec([first[-1]] if len(first) > 1 else [first[0] + 1])]   # choice_probs needs two answers; we read its full logits
-    _, logits = choice_probs(model, list(prompts), two, list(interventions), batch_size, return_logits=True)   # [n, vocab]
+    logits = next_token_logits(model, list(prompts), list(interventions), batch_size)   # [n, vocab]
     p = torch.softmax(logits.double(), -1)
     out = {k: p[:, torch.as_tensor(v)].sum(-1).float() for k, v in themes.items()}
     return out if isinstance(ids, dict) else out["theme"]
