@@ -780,6 +780,7 @@ def ground_truth_benchmark(problem:dict, # `synthetic_gcav_problem(...)`: c0 pla
         rows.append(dict(method=name, planted_detected=(sig[:, 0] & (sgn[:, 0] > 0)).mean(), irrelevant_flagged=sig[:, 1:].mean() if sig.shape[1] > 1 else np.nan,
                          null_flagged=float(np.mean(fl)), runs_independent=float(ind_c.mean()), run_cos=float(torch.stack([run_cosine(x) for x in tc]).mean()),
                          input_sensitivity=np.nan if m is None else m.diagnostics()["max_input_sensitivity"],
+                         false_flags=int(sig[:, 1:].sum() + np.sum(fl)),                              # irrelevant + null layer tests flagged, a count
                          mean_gap=float((sc.mean((0, 2)) - t0).abs().max())))                  # the largest |mean score - TCAV mean| over concepts
     return pd.DataFrame(rows)
 
