@@ -100,3 +100,21 @@ def test_model_contrast_points_from_base_to_tuned(tiny):
     rv = model_contrast(tiny, t, FC.prompt.tolist(), h)
     assert float(rv["probe"][h].direction @ rv["mean_diff"][h].direction) > 0
     with pytest.raises(GcavInputError, match="identical activations"): model_contrast(tiny, load_model("tiny-llama"), FC.prompt.tolist(), h)
+
+@cpu_only
+def test_cpu_reflex_direction_moves_base_toward_tuned_on_smollm2():
+    """cpu: as 17_reflex found on SmolLM2 (8 fine-tuning steps, layer 28 chosen on the dev claims, m = 2): adding the mean
+    base -> tuned difference lowers the KL from the tuned model on the test answers below the unsteered base and below a
+    random direction of the same norm. The notebook found no transfer of the style to greedy answers (0/16 at m = 2) and
+    no change of verdict accuracy (chance), so neither is asserted as an effect."""
+    base, tuned = load_model("smollm2-135m"), load_model("smollm2-135m")
+    train = fact_claims(64, seed=0); dev = fact_claims(16, seed=1, exclude=set(train.claim))
+    test = fact_claims(32, seed=2, exclude=set(train.claim) | set(dev.claim))
+    finetune(tuned, train.prompt.tolist(), train.answer.tolist(), 8, 5e-5, 8, 0)
+    h = "blocks.28.hook_resid_post"
+    v = model_contrast(base, tuned, [p + a for p, a in zip(train.prompt, train.answer)], [h], seed=0)["mean_diff"][h]
+    tb = answer_batch(base, test.prompt.tolist(), test.answer.tolist())
+    with torch.no_grad(): tt = tuned(tb[0]).float()
+    ivs = {"none": [], "reflex": [add(base, v, 2 * v.norm)], "random": [add(base, random_like(v, 99), 2 * v.norm)]}
+    kl = {k: answer_scores(base, tb, test.label.tolist(), tt, iv)["kl_tuned"] for k, iv in ivs.items()}
+    assert kl["reflex"] < kl["none"] and kl["reflex"] < kl["random"], kl
