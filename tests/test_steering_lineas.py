@@ -99,14 +99,17 @@ def test_random_maps_match_the_norms(tiny):
 
 @cpu_only
 def test_cpu_lineas_direction_on_smollm2():
-    "cpu: as 13_lineas found: LinEAS (32 + 32 sentences, the notebook's steps and lr) raises P(positive adjective) on held-out prompts, more than the same-size random map."
+    """cpu: as 13_lineas found with its cpu sizes (32 + 32 sentences, 10 SGD steps at lr 0.005, batch 16): LinEAS raises
+    P(positive adjective) on the 24 held-out prompts (0.945 -> 0.991, +0.046) and the same-size random map does not
+    (-0.003). At lr 0.02 (the first cpu run) the fit diverged and this test failed; the lr was changed for the divergence
+    (W2 loss 18 -> 7e9), not for this test."""
     import numpy as np
     from gcav_nb.models import load_model
     from gcav_nb.data import load_concepts
     m = load_model("smollm2-135m"); cs = load_concepts(["complaint", "praise"])
     perm = np.random.default_rng(0).permutation(len(cs["complaint"].examples))
     src, tgt = ([cs[k].examples[i] for i in perm[:32]] for k in ("complaint", "praise"))
-    mp, _ = fit_lineas(m, src, tgt, "blocks.*.ln2.hook_out", steps=10, lr=0.02, batch_size=16, progress=False)
+    mp, _ = fit_lineas(m, src, tgt, "blocks.*.ln2.hook_out", steps=10, lr=0.005, batch_size=16, progress=False)
     held = review_prompts(24, seed=0)
     p0 = float(p_positive(m, held).mean())
     d_lin = float(p_positive(m, held, mp.interventions(m)).mean()) - p0
