@@ -90,8 +90,7 @@ class GCAVConfig:
     temp_growth:float=1.2; temp_max:float=1000.0
     seed:int=0; num_threads:int|None=None # torch threads while fitting (None: leave as is); 1 is fastest for tiny problems
     def __post_init__(self):
-        self.ae_hidden = tuple(int(h) for h in (self.ae_hidden if isinstance(self.ae_hidden, (list, tuple)) else (self.ae_hidden,)))
-        _check_config(self)
+        self.ae_hidden = tuple(int(h) for h in (self.ae_hidden if isinstance(self.ae_hidden, (list, tuple)) else (self.ae_hidden,))); _check_config(self)
         if self.align_hidden is None: self.align_hidden = 2 * self.embed_dim
 
 # %% ../nbs/05_gcav.ipynb #8457098c
