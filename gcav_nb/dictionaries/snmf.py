@@ -16,7 +16,7 @@ from ..cav import ConceptVector
 from ..activations import collect
 from ..metrics import kl_divergence
 from .core import data_width
-from ..steering.core import add, choice_probs, random_like, hook_width
+from ..steering.core import add, next_token_logits, random_like, hook_width
 
 # %% auto #0
 __all__ = ['INITS', 'SNMF', 'snmf', 'token_rows', 'match_units', 'auroc', 'concept_vocab', 'vocab_score', 'calibrate_scale',
@@ -182,10 +182,6 @@ def vocab_score(model, # a language model (W_out, W_U)
     return torch.isin(ids, v).float().mean(-1)
 
 # %% ../../nbs/2_dictionaries/25_snmf.ipynb #e9d59d20
-def _last_logits(model, prompts:list[str], ivs:list)->Tensor:
-    "Next-token logits [n, vocab] at the end of each prompt, with the interventions active."
-    return choice_probs(model, prompts, (" the", " a"), ivs, return_logits=True)[1]
-
 def _check_prompts(prompts)->list[str]:
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) and p for p in prompts): raise GcavInputError(f"prompts must be a non-empty list of non-empty strings, got {prompts!r:.80}")
     return list(prompts)
@@ -206,8 +202,8 @@ def calibrate_scale(model, # a language model
     "The scale of `add(vector)` whose mean next-token KL to the unsteered model is `target_kl` (doubling, then bisection)."
     prompts = _check_prompts(prompts); _check_vector(model, vector)
     if isinstance(target_kl, bool) or not isinstance(target_kl, (int, float)) or not target_kl > 0: raise GcavInputError(f"target_kl must be > 0, got {target_kl!r}")
-    base = _last_logits(model, prompts, []) if base is None else base
-    kl = lambda a: float(kl_divergence(base, _last_logits(model, prompts, [add(model, vector, a)])))
+    base = next_token_logits(model, prompts, []) if base is None else base
+    kl = lambda a: float(kl_divergence(base, next_token_logits(model, prompts, [add(model, vector, a)])))
     lo, hi, khi = 0.0, float(start), kl(start)
     for _ in range(40):
         if khi >= target_kl: break
@@ -234,14 +230,14 @@ def steering_effect(model, # a language model
     for lab, v in vectors.items():
         _check_vector(model, v)
         if v.concept not in vocabs or not vocabs[v.concept]: raise GcavInputError(f"no vocabulary for concept {v.concept!r} of {lab!r}; have {sorted(vocabs)[:6]}")
-    base = _last_logits(model, prompts, [])
+    base = next_token_logits(model, prompts, [])
     mass = lambda lg, c: float(torch.softmax(lg.double(), -1)[:, sorted(vocabs[c])].sum(-1).mean())
     rows = []
     for i, (lab, v) in enumerate(tqdm(vectors.items(), desc=f"steer @ KL {target_kl}", disable=not progress, leave=False)):
         a, k = calibrate_scale(model, v, prompts, target_kl, base)
         r = random_like(v, seed=seed + i)
-        lr = _last_logits(model, prompts, [add(model, r, a)])
-        rows.append(dict(label=lab, concept=v.concept, method=v.classifier, scale=a, kl=k, gain=mass(_last_logits(model, prompts, [add(model, v, a)]), v.concept) - mass(base, v.concept),
+        lr = next_token_logits(model, prompts, [add(model, r, a)])
+        rows.append(dict(label=lab, concept=v.concept, method=v.classifier, scale=a, kl=k, gain=mass(next_token_logits(model, prompts, [add(model, v, a)]), v.concept) - mass(base, v.concept),
                          random_kl=float(kl_divergence(base, lr)), random_gain=mass(lr, v.concept) - mass(base, v.concept)))
     return pd.DataFrame(rows)
 
