@@ -90,15 +90,21 @@ def test_calibrated_scale_hits_the_kl_target(tiny):
     a, k = calibrate_scale(tiny, v, ["I think that", "Here is"], 0.004)
     assert a > 0 and abs(k - 0.004) < 0.001
 
-CONCEPTS = ["food", "animals", "cold_weather"]
+CONCEPTS = ["food", "animals", "praise", "cold_weather", "numbers", "kitchen_tools"]   # 25_snmf's cpu concepts
+PROMPTS = ["I think that", "My favourite thing is", "Let me tell you about", "Yesterday I saw",
+           "The best part was", "She said that", "Here is a short story:", "In my opinion,"]
 
 @cpu_only
 def test_cpu_snmf_feature_beats_random_direction_on_smollm2(tmp_path):
-    "cpu: 25_snmf's effects, small, on SmolLM2 block 15: SNMF probe AUROC > random direction; DiffMeans steering > same-norm random."
+    "cpu: 25_snmf's effects, small, on SmolLM2 block 15 (its concepts, split, Brown rows and prompts): SNMF probe AUROC > random direction; DiffMeans steering > same-norm random."
     from gcav_nb.data import load_concepts
+    from gcav_nb.store import ActivationStore
+    from gcav_nb.dictionaries.core import activation_batches
     m = load_model("smollm2-135m"); hook = "blocks.15.mlp.hook_post"
     sets = load_concepts(CONCEPTS)
-    train = {c: sets[c].examples[:60] for c in CONCEPTS}; test = {c: sets[c].examples[60:] for c in CONCEPTS}
+    perm = {c: torch.randperm(len(sets[c].examples), generator=torch.Generator().manual_seed(0)).tolist() for c in CONCEPTS}
+    train = {c: [sets[c].examples[i] for i in perm[c][:len(perm[c]) // 2]] for c in CONCEPTS}
+    test = {c: [sets[c].examples[i] for i in perm[c][len(perm[c]) // 2:]] for c in CONCEPTS}
     flat = [t for c in CONCEPTS for t in train[c]]
     rows, idx = token_rows(m, flat, hook)
     labels = torch.tensor([i for i, c in enumerate(CONCEPTS) for _ in train[c]])[idx]
@@ -111,8 +117,10 @@ def test_cpu_snmf_feature_beats_random_direction_on_smollm2(tmp_path):
     a_snmf = sum(auroc(sent @ dirs[i], town == i) for i in range(len(CONCEPTS))) / len(CONCEPTS)
     a_rand = sum(auroc(sent @ rnd[i], town == i) for i in range(len(CONCEPTS))) / len(CONCEPTS)
     assert a_snmf > a_rand, (a_snmf, a_rand)
-    vocabs = concept_vocab(m, train)
-    dm = [rows[labels == i].mean(0) - rows[labels != i].mean(0) for i in range(len(CONCEPTS))]
-    vecs = {c: as_vector(dm[i], hook, concept=c, source="diffmeans") for i, c in enumerate(CONCEPTS)}
-    df = steering_effect(m, vecs, vocabs, ["I think that", "My favourite thing is", "Let me tell you about", "Yesterday I saw"], 0.3, progress=False)
-    assert df.gain.mean() > df.random_gain.mean(), df
+    store = ActivationStore.build(m, "brown", hook, tmp_path / "store", ctx=128, n_tokens=12_288, prepend_bos=True, seed=0, progress=False)
+    A = torch.cat([torch.cat(list(activation_batches(store, hook, batch_size=4096, shuffle=False, epochs=1))), rows])
+    own = torch.cat([torch.full((len(A) - len(rows),), -1), labels])                     # Brown rows belong to no concept
+    vocabs = concept_vocab(m, train, [m.tokenizer.decode(b[1:]) for b in store.read(0, "tokens")[:8]])
+    vecs = {c: as_vector(A[own == i].mean(0) - A[own != i].mean(0), hook, concept=c, source="diffmeans") for i, c in enumerate(CONCEPTS)}
+    df = steering_effect(m, vecs, vocabs, PROMPTS, 0.3, seed=0, progress=False)
+    assert df.gain.mean() > df.random_gain.mean(), df[["concept", "gain", "random_gain"]]
