@@ -121,7 +121,8 @@ def main():
 
     # ---- same CAVs -> same scores (captum with our CAVs injected)
     from test_tcav import captum_scores_with_cavs
-    cv = {l: cavs[l] for l in layers}
+    assert res.runs == list(randoms), res.runs                                   # run r was fitted against random_r
+    cv = {l: res.cavs[l] for l in layers}                                        # the CAVs our run scored
     diffs = []
     for ci, c in enumerate(concepts):
         theirs = captum_scores_with_cavs(net, layers, X, {l: cv[l][ci:ci + 1] for l in layers}, k,

@@ -138,7 +138,7 @@ def collect(out: Path, size: str, publish: bool):
     met = [r['met'] for r in rows]
     md = '\n'.join(['# Benchmark ledger', '', f'Size `{size}`. Rows marked `ok (rerun)`: the latest run of their script since the full run '
                      f'(`bench/out/results.csv`, collected at commit `{commit or "?"}`); the others, and the growth tables, from the full run: '
-                     + first.removeprefix(f'Size `{size}`, ').rstrip(' .') + '.  ', f'Machine: {machine()}.', '',
+                     + first.rsplit('from the full run: ', 1)[-1].removeprefix(f'Size `{size}`, ').rstrip(' .') + '.  ', f'Machine: {machine()}.', '',
                      'Each figure is measured against its reference **in the same run of its script** on this machine; `ratio` is what the '
                      'script reports (see its docstring for the direction), `met` compares it with the goal. '
                      f'Goals met: {met.count("yes")} of {len(rows)} ({met.count("no")} missed, {met.count("?")} without a numeric goal).', '',
