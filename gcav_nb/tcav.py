@@ -733,8 +733,9 @@ def plot_settling(self:ConceptResult, ns=None, # numbers of random sets to use (
 
 # %% ../nbs/04_tcav.ipynb #cfe1d440
 def _plain(x):
-    "Tensors and numpy values as JSON-able Python values."
+    "Tensors, numpy values and tables (as lists of row records) as JSON-able Python values."
     if isinstance(x, dict): return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, pd.DataFrame): return _plain(x.to_dict(orient="records"))
     if isinstance(x, (list, tuple)): return [_plain(v) for v in x]
     if hasattr(x, "tolist"): return x.tolist()
     return x if isinstance(x, (str, int, float, bool, type(None))) else str(x)

@@ -1,6 +1,6 @@
 """gcav_nb.tcav beyond the notebook's cells: parity with captum.concept.TCAV, calibration of the significance test,
 gradients against the plain HF model, determinism, and the bad-input matrix."""
-import tempfile, warnings
+import json, tempfile, warnings
 import numpy as np
 import pytest
 import torch
@@ -396,3 +396,11 @@ def test_shared_work_is_done_once_for_every_concept(monkeypatch):
         r = T.tcav(m, torch.rand(5, 3, 32, 32, generator=g), conc, rnd, ["conv1", "conv2"], 0, progress=False)
     assert calls == {"collect_sets": 1, "fit_tcav_cavs": 1, "gradients": 1}, calls
     assert r.scores["TCAV"].shape == (2, 3, 3)
+
+def test_run_json_keeps_tables_whole():
+    "A method's diagnostics table goes into run.json as row records, not a truncated repr."
+    import pandas as pd
+    from gcav_nb.tcav import _plain
+    df = pd.DataFrame(dict(concept=[f"c{i}" for i in range(12)], cos=[0.5] * 12))
+    out = json.loads(json.dumps(_plain({"TGCAV": {"table": df, "max": np.float64(0.5)}})))
+    assert out == {"TGCAV": {"table": df.to_dict(orient="records"), "max": 0.5}}
