@@ -58,6 +58,9 @@ def build_parser()->argparse.ArgumentParser:
         s.add_argument("--cache", default=None, metavar="DIR", help="activation cache folder, one entry per request inside it (so one folder serves every run, and a rerun after Ctrl-C resumes); default: $GCAV_NB_CACHE/activations, else ~/.cache/gcav_nb/activations")
         s.add_argument("--no-cache", action="store_true", help="do not cache activations")
         s.add_argument("--no-progress", action="store_true", help="hide the progress bars (shown by default)")
+        if name == "gcav":
+            s.add_argument("--mode", action="append", choices=("fixed", "official"), default=None, help="GCAV design: 'fixed' (gcav_nb's, chosen by 05_gcav's ground-truth benchmark) or 'official' (the code's); repeat for both side by side; default: fixed")
+            s.add_argument("--shared-fusion", action="store_true", help="one fusion for every concept, so the global CAV depends on its input (05_gcav: detects as often, flags a little more, concepts look more alike)")
     return p
 
 # %% ../nbs/06_cli.ipynb #341ae93c
@@ -235,6 +238,7 @@ def run_settings(a:argparse.Namespace, # parsed arguments
                 inputs=a.inputs_file or f"held-out examples of {next(iter(s['concepts']))!r}", n_inputs=len(s["inputs"]),
                 target=target.name, target_token=a.target, foil=a.foil or None,
                 templates=a.templates, n_templates=len(s["templates"] or []), prepend_bos=default_prepend_bos(model),
+                gcav=dict(modes=a.mode or ["fixed"], shared_fusion=a.shared_fusion) if a.command == "gcav" else None,
                 layers=hooks, cache=None if s["cache"] is False else f"{cache_dir('activations', create=False) if s['cache'] is True else s['cache']}/<one folder per request>")
 
 def format_header(st:dict, # from `run_settings`
@@ -247,7 +251,8 @@ def format_header(st:dict, # from `run_settings`
         f"  random: R={st['runs']} runs, N={st['null_sets']} sets for the null, of {st['random_set_size']} texts from {st['random_pool']} ({st['random_pool_size']} texts); test: {st['test']}",
         f"  target inputs: {st['n_inputs']} {st['inputs']}",
         f"  target: {st['target']}   templates: {st['templates']} ({st['n_templates']})   prepend_bos: {st['prepend_bos']}",
-        f"  layers: {len(L)} ({L[0]} .. {L[-1]})   activation cache: {st['cache'] or 'off'}"])
+        f"  layers: {len(L)} ({L[0]} .. {L[-1]})   activation cache: {st['cache'] or 'off'}"]
+        + ([f"  GCAV: {', '.join(st['gcav']['modes'])} mode, {'one shared fusion' if st['gcav']['shared_fusion'] else 'one fusion per concept'}"] if st.get("gcav") else []))
 
 # %% ../nbs/06_cli.ipynb #771d3816
 def _summary(res, st:dict, elapsed:float)->str:
@@ -292,7 +297,9 @@ def run(argv:list[str]|None=None)->dict:
     st = run_settings(a, s, model, hooks, target)
     print(format_header(st), flush=True)
     cs, rs, inputs = s["sets"]
-    methods = [CAVMethod()] + ([GCAVMethod(GCAVConfig.preset(scale=s["scale"], seed=a.seed))] if a.command == "gcav" else [])
+    g = st["gcav"] or dict(modes=[])
+    methods = [CAVMethod()] + [GCAVMethod(GCAVConfig.preset(mode, s["scale"], seed=a.seed, fuse_shared=g["shared_fusion"]),
+                                          name=f"TGCAV-{mode}" + ("-shared" if g["shared_fusion"] else "")) for mode in dict.fromkeys(g["modes"])]
     res = run_concepts(model, inputs, cs, {f"random_{i}": r for i, r in enumerate(rs)}, hooks, target, methods=methods,
                        relative=s["relative"] or None, runs=s["runs"], test=s["test"], seed=a.seed, progress=not a.no_progress, cache=s["cache"])   # a rerun resumes
     summary = _write_results(res, methods, s["out"], a.overwrite, st, argv, time.perf_counter() - t0)

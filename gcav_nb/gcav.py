@@ -45,7 +45,8 @@ def _check_config(cfg):
     if not cfg.ae_hidden or min(cfg.ae_hidden) < 1: bad("ae_hidden", "positive sizes")
     for k in ("ae_dropout", "align_dropout", "fuse_dropout"):
         if not 0 <= getattr(cfg, k) < 1: bad(k, "0 <= p < 1")
-    if cfg.keep_weight < 0: bad("keep_weight", ">= 0")
+    for k in ("keep_weight", "geom_weight"):
+        if getattr(cfg, k) < 0: bad(k, ">= 0")
     for k in ("tau", "ae_lr", "align_lr", "fuse_lr", "temp_init", "temp_max"):
         if not getattr(cfg, k) > 0: bad(k, "> 0")
     if cfg.temp_growth < 1: bad("temp_growth", ">= 1")
@@ -79,6 +80,7 @@ class GCAVConfig:
     fuse:str="transformer" # 'transformer' (code), 'attention' (paper: learned query), 'mean' (untrained)
     fuse_input:str="aligned" # 'aligned' (code), 'input' (AE embeddings, no stage 2), 'none' (no fusion)
     pos_init:str="normal" # positional encoding P: 'normal' N(0,1) (code; rows of norm ~sqrt(D)), 'scaled' N(0,1/D), 'zero'
+    fuse_shared:bool=False # one fusion for all concepts, which must tell them apart by their CAVs (ours; the code fits one per concept)
     fuse_residual:bool=False # add the mean aligned CAV to the fusion's output (ours; the code has no such path)
     decode_residual:bool=False # decoded CAV = n(Dec(g)) + each run's own AE residual v - n(Dec(Enc(v))) (ours; the code: n(Dec(g)))
     heads:int=4; ff_dim:int=256; fuse_dropout:float=0.1
@@ -86,6 +88,7 @@ class GCAVConfig:
     var_weight:float=3.0 # weight of the across-layer variance of the soft TCAV score
     sim_weight:float=1.0 # weight of the similarity to the per-layer decoded aligned CAVs
     keep_weight:float=0.0 # weight of (layer-mean soft score - the run's own TCAV layer-mean)^2 (ours; the code has none)
+    geom_weight:float=0.0 # weight of (decoded concept-to-concept cosine - the input CAVs' one)^2 per layer (ours; the code has none)
     temp_init:float=1.0 # soft-TCAV temperature T; T <- min(growth * T, max) at every forward
     temp_growth:float=1.2; temp_max:float=1000.0
     seed:int=0; num_threads:int|None=None # torch threads while fitting (None: leave as is); 1 is fastest for tiny problems
@@ -100,8 +103,9 @@ register_scales("gcav", ci=dict(embed_dim=32, ae_hidden=(64,), ae_noise_copies=4
                                  align_steps=300, n_negatives=16),
                         gpu=dict(embed_dim=2048, ae_hidden=(4096,), align_hidden=4096))
 
-GCAV_MODES = dict(official=dict(pos_init="normal", fuse_residual=False, decode_residual=False, keep_weight=0.0),  # the code's choices (the dataclass defaults)
-                  fixed=dict(pos_init="zero", fuse_residual=False, decode_residual=True, keep_weight=10.0))       # chosen by `ground_truth_benchmark` below
+_OURS_OFF = dict(fuse_residual=False, fuse_shared=False, geom_weight=0.0)   # options of ours that neither mode uses
+GCAV_MODES = dict(official=dict(pos_init="normal", decode_residual=False, keep_weight=0.0, **_OURS_OFF),  # the code's choices (the dataclass defaults)
+                  fixed=dict(pos_init="zero", decode_residual=True, keep_weight=10.0, **_OURS_OFF))       # chosen by `ground_truth_benchmark` below
 
 @patch(as_prop=True)
 def mode(self:GCAVConfig)->str:
@@ -246,9 +250,9 @@ class FusionModel(nn.Module):
         if self.kind == "mean": return
         pos = torch.randn(G, L, D, generator=gen)  # the code: N(0, 1), rows of norm ~sqrt(D) against unit-norm inputs
         self.pos = nn.Parameter(dict(normal=pos, scaled=pos / math.sqrt(D), zero=torch.zeros(G, L, D))[cfg.pos_init])
+        self.drop = FastDropout(cfg.fuse_dropout)
         self.q, self.k, self.v, self.o = (GLinear(G, D, D, gen=gen) for _ in range(4))
         self.out = GLinear(G, D, D, gen=gen)
-        self.drop = FastDropout(cfg.fuse_dropout)
         if self.kind == "transformer":
             self.ln1, self.ln2 = GLayerNorm(G, D), GLayerNorm(G, D)
             self.ff1, self.ff2 = GLinear(G, D, cfg.ff_dim, gen=gen), GLinear(G, cfg.ff_dim, D, gen=gen)
@@ -304,7 +308,7 @@ class GCAV(nn.Module):
         self.aes = nn.ModuleDict({str(d): LayerAutoencoders(len(ix), d, self.cfg, gen) for d, ix in self.groups.items()})
         C, L, D = len(self.concepts), len(self.layers), self.cfg.embed_dim
         self.aligner = AlignmentModel(C, D, self.cfg.align_hidden, self.cfg.align_dropout, gen)
-        self.fuser = FusionModel(C, L, D, self.cfg, gen)
+        self.fuser = FusionModel(1 if self.cfg.fuse_shared else C, L, D, self.cfg, gen)
         self.register_buffer("global_cavs", torch.zeros(C, self.n_runs, D))       # g [C, R, D]
         self.register_buffer("aligned", torch.zeros(C, L, self.n_runs, D))        # z [C, L, R, D]
         self.register_buffer("fitted", torch.zeros(()))
@@ -317,6 +321,14 @@ class GCAV(nn.Module):
                 f"D={self.cfg.embed_dim}, fuse={self.cfg.fuse}/{self.cfg.fuse_input}, fitted={bool(self.fitted)})")
 
 # %% ../nbs/05_gcav.ipynb #67dca467
+@patch
+def fuse(self:GCAV, z:Float[Tensor, "C b L D"], # b sets of L aligned vectors per concept
+        )->Float[Tensor, "C b D"]:
+    "Global CAVs: each concept's own fusion, or with `fuse_shared` one fusion for every concept."
+    if not self.cfg.fuse_shared: return self.fuser(z)
+    C, b = z.shape[:2]
+    return self.fuser(z.reshape(1, C * b, *z.shape[2:])).reshape(C, b, -1)
+
 @patch
 def _encode(self:GCAV, xs:list[Tensor])->Float[Tensor, "L n D"]:
     "Encode per-layer [n, d_l] tensors (same n) -> [L, n, D]."
@@ -403,9 +415,13 @@ def _fit_stage2(self:GCAV, E:Tensor, Erand:Tensor, progress:bool=True):
     with torch.no_grad(): return f(E.reshape(C, L * R, D)).reshape(C, L, R, D)
 
 # %% ../nbs/05_gcav.ipynb #3f0b0ff7
+def _concept_gram(x:Float[Tensor, "C R d"])->Float[Tensor, "C C"]:
+    "Cosines between the concepts' mean directions (each run unit-normalised first)."
+    m = F.normalize(F.normalize(x, dim=-1).mean(1), dim=-1); return m @ m.T
+
 @patch
-def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True, keep:Tensor|None=None):
-    "Zin: the fusion input [C, L, R, D]; grads: per-layer target gradients [n, d_l]; keep: each run's TCAV layer-mean [C, R]."
+def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True, keep:Tensor|None=None, geom:Tensor|None=None):
+    "Zin: the fusion input [C, L, R, D]; grads: per-layer target gradients [n, d_l]; keep: each run's TCAV layer-mean [C, R]; geom: the input CAVs' concept cosines [L, C, C]."
     cfg = self.cfg; gen = seed_everything(cfg.seed + 3)
     C, L, R, D = Zin.shape
     gn = [F.normalize(g, dim=-1) for g in grads]
@@ -414,7 +430,7 @@ def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True, k
     target = [t.reshape(C, R, -1) for t in target]
     fz = self.fuser
     if cfg.fuse == "mean":
-        with torch.no_grad(): g_all = fz(Zin.permute(0, 2, 1, 3))
+        with torch.no_grad(): g_all = self.fuse(Zin.permute(0, 2, 1, 3))
         for p in self.aes.parameters(): p.requires_grad_(True)
         self.history["stage3"] = pd.DataFrame([]); return g_all
     fz.train()
@@ -426,7 +442,7 @@ def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True, k
         for b0 in range(0, R, bs):
             idx = perm[:, b0:b0 + bs]; b = idx.shape[1]
             seq = torch.stack([Zin[c][:, idx[c]] for c in range(C)]).permute(0, 2, 1, 3)            # [C, b, L, D]
-            g = fz(seq)                                                                             # [C, b, D]
+            g = self.fuse(seq)                                                                             # [C, b, D]
             T = min(T * cfg.temp_growth, cfg.temp_max)
             chat = self._add_residual(self._decode(g.reshape(1, C * b, D).expand(L, -1, -1)), idx)   # L x [C*b, d_l]
             s = torch.stack([soft_tcav(chat[l] @ gn[l].T / chat[l].norm(dim=-1, keepdim=True).clamp_min(1e-12), T) for l in range(L)])  # [L, C*b]
@@ -435,13 +451,14 @@ def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True, k
             sim = torch.stack([1 - F.cosine_similarity(torch.stack([target[l][c, idx[c]] for c in range(C)]).reshape(C * b, -1), chat[l], dim=-1)
                                for l in range(L)]).reshape(L, C, b).mean((0, 2))                      # [C]
             kept = ((s.mean(0) - keep[torch.arange(C)[:, None], idx]) ** 2).mean(-1) if keep is not None else torch.zeros(C)   # [C]
-            loss = cfg.var_weight * var + cfg.sim_weight * sim + cfg.keep_weight * kept
+            geo = ((torch.stack([_concept_gram(chat[l].reshape(C, b, -1)) for l in range(L)]) - geom) ** 2).sum(-1).mean(0) / (C - 1) if geom is not None else torch.zeros(C)  # [C]
+            loss = cfg.var_weight * var + cfg.sim_weight * sim + cfg.keep_weight * kept + cfg.geom_weight * geo
             opt.zero_grad(); loss.sum().backward(); opt.step()
-            hist.append(dict(stage=3, step=step, epoch=ep, T=T, var=var.mean().item(), sim=sim.mean().item(), kept=kept.mean().item(), loss=loss.mean().item())); step += 1
+            hist.append(dict(stage=3, step=step, epoch=ep, T=T, var=var.mean().item(), sim=sim.mean().item(), kept=kept.mean().item(), geom=geo.mean().item(), loss=loss.mean().item())); step += 1
     fz.eval()
     for p in self.aes.parameters(): p.requires_grad_(True)
     self.history["stage3"] = pd.DataFrame(hist)
-    with torch.no_grad(): return fz(Zin.permute(0, 2, 1, 3))                                          # [C, R, D]
+    with torch.no_grad(): return self.fuse(Zin.permute(0, 2, 1, 3))                                          # [C, R, D]
 
 # %% ../nbs/05_gcav.ipynb #dc4a7f37
 @patch
@@ -492,7 +509,8 @@ def _fit_all(self:GCAV, cavs, rnd, grads, progress, autoencoders=None, ae_extra=
     Z = self._fit_stage2(E, Erand, progress) if cfg.fuse_input == "aligned" else E
     t2 = time.perf_counter()
     if cfg.fuse_input == "none": g = torch.zeros(C, R, cfg.embed_dim); self.history["stage3"] = pd.DataFrame([])
-    else: g = self._fit_stage3(Z, grads, progress, sign_scores(grads, cavs).mean(0) if cfg.keep_weight else None)   # keep: [C, R]
+    else: g = self._fit_stage3(Z, grads, progress, sign_scores(grads, cavs).mean(0) if cfg.keep_weight else None,      # keep: [C, R]
+                               torch.stack([_concept_gram(c) for c in cavs]) if cfg.geom_weight and C > 1 else None)  # geom: [L, C, C]
     t3 = time.perf_counter()
     self.embedded = E  # kept for `diagnostics` (not saved)
     self.aligned.copy_(Z); self.global_cavs.copy_(g); self.fitted.fill_(1)
@@ -572,9 +590,9 @@ INSENSITIVE_COS = 0.95  # a fusion whose output for random inputs is this close 
 def concept_cosine(x:Float[Tensor, "C R d"], # R runs of each of C concepts
                   )->Float[Tensor, "C"]:
     "Per concept: mean cosine of its mean direction to the other concepts' mean directions (NaN for one concept)."
-    m = F.normalize(F.normalize(x.float(), dim=-1).mean(1), dim=-1); C = len(m)
+    C = len(x)
     if C < 2: return torch.full((C,), float("nan"))
-    return ((m @ m.T).sum(1) - 1) / (C - 1)
+    return (_concept_gram(x.float()).sum(1) - 1) / (C - 1)
 
 def _run_cos(x:Float[Tensor, "... R d"])->Float[Tensor, "..."]: return run_cosine(x.reshape(-1, *x.shape[-2:])).reshape(x.shape[:-2])
 
@@ -591,7 +609,7 @@ def diagnostics(self:GCAV, seed:int=0, # seed of the random inputs the fusion is
     with torch.no_grad():
         z = self.aligned.permute(0, 2, 1, 3)                                                          # [C, R, L, D]
         rnd = F.normalize(torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
-        sens = F.cosine_similarity(self.fuser(z), self.fuser(rnd), dim=-1).mean(-1) if self.cfg.fuse_input != "none" else torch.full((C,), float("nan"))
+        sens = F.cosine_similarity(self.fuse(z), self.fuse(rnd), dim=-1).mean(-1) if self.cfg.fuse_input != "none" else torch.full((C,), float("nan"))
     df = pd.DataFrame(dict(concept=self.concepts,
         run_cos_embedded=_run_cos(emb).mean(1).numpy() if emb is not None else np.nan,            # after stage 1 (AE)
         run_cos_aligned=_run_cos(self.aligned).mean(1).numpy(),                                    # after stage 2
@@ -606,7 +624,8 @@ def diagnostics(self:GCAV, seed:int=0, # seed of the random inputs the fusion is
 
 def _warn_diagnostics(df:pd.DataFrame):
     for col, what in (("runs_collapsed", f"the decoded CAVs of its runs have mean cosine > {COLLAPSE}: TGCAV's runs are not independent samples"),
-                      ("fusion_ignores_input", f"the fusion gives nearly the same output (cosine > {INSENSITIVE_COS}) for random inputs: the global CAV ignores the CAVs")):
+                      ("fusion_ignores_input", f"the fusion gives nearly the same output (cosine > {INSENSITIVE_COS}) for random inputs: the global CAV ignores the CAVs "
+                                                "(a per-concept fusion outputs one vector per concept; GCAVConfig.preset(fuse_shared=True) reads its input, at a price: 05_gcav)")):
         bad = df.concept[df[col]].tolist()
         if bad: warnings.warn(f"GCAV {col.replace('_', ' ')} for {bad[:5]}{'...' if len(bad) > 5 else ''}: {what}", stacklevel=3)
 
@@ -767,7 +786,8 @@ def ground_truth_benchmark(problem:dict, # `synthetic_gcav_problem(...)`: c0 pla
     "Per method: planted concept detected, irrelevant and null concepts flagged (share of layers), run independence, mean kept."
     cavs, null, grads = problem["cavs"], problem["null"], problem["grads"]
     t0 = sign_scores(grads, cavs).mean((0, 2))                                                    # [C] TCAV mean per concept
-    N = null[0].shape[0]; rows = []
+    N, C = null[0].shape[0], cavs[0].shape[0]; rows = []
+    gram = [_concept_gram(c) for c in cavs]                                                        # the input CAVs' concept cosines
     for name, m in methods.items():
         if m is not None: m.fit(cavs, null, grads, layers=problem["layers"], concepts=problem["concepts"], seed=seed, progress=progress)
         tc, tn = (cavs, null) if m is None else (m.transform(cavs), m.transform(null))
@@ -780,7 +800,8 @@ def ground_truth_benchmark(problem:dict, # `synthetic_gcav_problem(...)`: c0 pla
                          null_flagged=float(np.mean(fl)), runs_independent=float(ind_c.mean()), run_cos=float(torch.stack([run_cosine(x) for x in tc]).mean()),
                          input_sensitivity=np.nan if m is None else m.diagnostics()["max_input_sensitivity"],
                          false_flags=int(sig[:, 1:].sum() + np.sum(fl)),                              # irrelevant + null layer tests flagged, a count
-                         mean_gap=float((sc.mean((0, 2)) - t0).abs().max())))                  # the largest |mean score - TCAV mean| over concepts
+                         mean_gap=float((sc.mean((0, 2)) - t0).abs().max()),                   # the largest |mean score - TCAV mean| over concepts
+                         geom_gap=float(np.mean([(_concept_gram(t) - g).abs().sum() / (C * (C - 1)) for t, g in zip(tc, gram)])) if C > 1 else np.nan))
     return pd.DataFrame(rows)
 
 # %% ../nbs/05_gcav.ipynb #8630696b

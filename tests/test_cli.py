@@ -206,3 +206,13 @@ def test_pseudo_test_with_more_null_sets_than_runs(tmp_path, capsys):
     assert "R=2 runs, N=4 sets for the null" in capsys.readouterr().out
     assert main(["tcav", *TINY, "--test", "pseudo", "--runs", "2", "--out", str(tmp_path / "q")]) == 2          # 2 pseudo-concepts: too few
     assert "--test pseudo needs at least 3 random sets" in capsys.readouterr().err
+
+
+def test_both_modes_side_by_side_with_the_shared_fusion(tmp_path, capsys):
+    "--mode official --mode fixed --shared-fusion: one TGCAV method per mode, named after it; the header and run.json say so."
+    r = run(["gcav", *TINY, "--mode", "official", "--mode", "fixed", "--shared-fusion", "--out", str(tmp_path / "o"), "--no-cache"])
+    assert set(r["result"].tests().method) == {"TCAV", "TGCAV-official-shared", "TGCAV-fixed-shared"}
+    assert r["settings"]["gcav"] == dict(modes=["official", "fixed"], shared_fusion=True)
+    assert "GCAV: official, fixed mode, one shared fusion" in capsys.readouterr().out
+    st = json.loads((tmp_path / "o" / "run.json").read_text())["meta"]["cli"]["settings"]
+    assert st["gcav"]["shared_fusion"] is True
