@@ -71,8 +71,7 @@ class GCAVConfig:
     align_dropout:float=0.1
     tau:float=0.1 # InfoNCE temperature
     nce_weight:float=1.0; con_weight:float=3.0
-    align_steps:int=1000 # full-batch AdamW steps
-    align_lr:float=1e-3; align_weight_decay:float=0.01
+    align_steps:int=1000; align_lr:float=1e-3; align_weight_decay:float=0.01 # full-batch AdamW: steps, lr, weight decay
     positive:str="mirror" # 'mirror' (code: layer L-1-l) or 'random' (paper: a random other layer)
     negatives:str="random" # 'random' (code: random-vs-random CAVs of the same layer) or 'concepts' (paper)
     n_negatives:int|None=None # negatives per layer per step; None = all (code)
@@ -89,8 +88,7 @@ class GCAVConfig:
     sim_weight:float=1.0 # weight of the similarity to the per-layer decoded aligned CAVs
     keep_weight:float=0.0 # weight of (layer-mean soft score - the run's own TCAV layer-mean)^2 (ours; the code has none)
     geom_weight:float=0.0 # weight of (decoded concept-to-concept cosine - the input CAVs' one)^2 per layer (ours; the code has none)
-    temp_init:float=1.0 # soft-TCAV temperature T; T <- min(growth * T, max) at every forward
-    temp_growth:float=1.2; temp_max:float=1000.0
+    temp_init:float=1.0; temp_growth:float=1.2; temp_max:float=1000.0 # soft-TCAV temperature T from temp_init; T <- min(growth * T, max) at every forward
     seed:int=0; num_threads:int|None=None # torch threads while fitting (None: leave as is); 1 is fastest for tiny problems
     def __post_init__(self):
         self.ae_hidden = tuple(int(h) for h in (self.ae_hidden if isinstance(self.ae_hidden, (list, tuple)) else (self.ae_hidden,))); _check_config(self)
@@ -250,9 +248,9 @@ class FusionModel(nn.Module):
         if self.kind == "mean": return
         pos = torch.randn(G, L, D, generator=gen)  # the code: N(0, 1), rows of norm ~sqrt(D) against unit-norm inputs
         self.pos = nn.Parameter(dict(normal=pos, scaled=pos / math.sqrt(D), zero=torch.zeros(G, L, D))[cfg.pos_init])
-        self.drop = FastDropout(cfg.fuse_dropout)
         self.q, self.k, self.v, self.o = (GLinear(G, D, D, gen=gen) for _ in range(4))
         self.out = GLinear(G, D, D, gen=gen)
+        self.drop = FastDropout(cfg.fuse_dropout)
         if self.kind == "transformer":
             self.ln1, self.ln2 = GLayerNorm(G, D), GLayerNorm(G, D)
             self.ff1, self.ff2 = GLinear(G, D, cfg.ff_dim, gen=gen), GLinear(G, cfg.ff_dim, D, gen=gen)
@@ -415,10 +413,6 @@ def _fit_stage2(self:GCAV, E:Tensor, Erand:Tensor, progress:bool=True):
     with torch.no_grad(): return f(E.reshape(C, L * R, D)).reshape(C, L, R, D)
 
 # %% ../nbs/05_gcav.ipynb #3f0b0ff7
-def _concept_gram(x:Float[Tensor, "C R d"])->Float[Tensor, "C C"]:
-    "Cosines between the concepts' mean directions (each run unit-normalised first)."
-    m = F.normalize(F.normalize(x, dim=-1).mean(1), dim=-1); return m @ m.T
-
 @patch
 def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True, keep:Tensor|None=None, geom:Tensor|None=None):
     "Zin: the fusion input [C, L, R, D]; grads: per-layer target gradients [n, d_l]; keep: each run's TCAV layer-mean [C, R]; geom: the input CAVs' concept cosines [L, C, C]."
@@ -428,13 +422,12 @@ def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True, k
     for p in self.aes.parameters(): p.requires_grad_(False)
     with torch.no_grad(): target = self._decode(Zin.permute(1, 0, 2, 3).reshape(L, C * R, D))      # c~ per layer [C*R, d_l]
     target = [t.reshape(C, R, -1) for t in target]
-    fz = self.fuser
     if cfg.fuse == "mean":
         with torch.no_grad(): g_all = self.fuse(Zin.permute(0, 2, 1, 3))
         for p in self.aes.parameters(): p.requires_grad_(True)
         self.history["stage3"] = pd.DataFrame([]); return g_all
-    fz.train()
-    opt = torch.optim.Adam(fz.parameters(), lr=cfg.fuse_lr, fused=True)
+    self.fuser.train()
+    opt = torch.optim.Adam(self.fuser.parameters(), lr=cfg.fuse_lr, fused=True)
     T, hist, step = cfg.temp_init, [], 0
     bs = cfg.fuse_batch_size
     for ep in tqdm(range(cfg.fuse_epochs), desc="GCAV stage 3: fusion", disable=not progress, leave=False):
@@ -442,7 +435,7 @@ def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True, k
         for b0 in range(0, R, bs):
             idx = perm[:, b0:b0 + bs]; b = idx.shape[1]
             seq = torch.stack([Zin[c][:, idx[c]] for c in range(C)]).permute(0, 2, 1, 3)            # [C, b, L, D]
-            g = self.fuse(seq)                                                                             # [C, b, D]
+            g = self.fuse(seq)                                                                      # [C, b, D]
             T = min(T * cfg.temp_growth, cfg.temp_max)
             chat = self._add_residual(self._decode(g.reshape(1, C * b, D).expand(L, -1, -1)), idx)   # L x [C*b, d_l]
             s = torch.stack([soft_tcav(chat[l] @ gn[l].T / chat[l].norm(dim=-1, keepdim=True).clamp_min(1e-12), T) for l in range(L)])  # [L, C*b]
@@ -455,10 +448,15 @@ def _fit_stage3(self:GCAV, Zin:Tensor, grads:list[Tensor], progress:bool=True, k
             loss = cfg.var_weight * var + cfg.sim_weight * sim + cfg.keep_weight * kept + cfg.geom_weight * geo
             opt.zero_grad(); loss.sum().backward(); opt.step()
             hist.append(dict(stage=3, step=step, epoch=ep, T=T, var=var.mean().item(), sim=sim.mean().item(), kept=kept.mean().item(), geom=geo.mean().item(), loss=loss.mean().item())); step += 1
-    fz.eval()
+    self.fuser.eval()
     for p in self.aes.parameters(): p.requires_grad_(True)
     self.history["stage3"] = pd.DataFrame(hist)
-    with torch.no_grad(): return self.fuse(Zin.permute(0, 2, 1, 3))                                          # [C, R, D]
+    with torch.no_grad(): return self.fuse(Zin.permute(0, 2, 1, 3))                                  # [C, R, D]
+
+# %% ../nbs/05_gcav.ipynb #0b84621c
+def _concept_gram(x:Float[Tensor, "C R d"])->Float[Tensor, "C C"]:
+    "Cosines between the concepts' mean directions (each run unit-normalised first)."
+    m = F.normalize(F.normalize(x, dim=-1).mean(1), dim=-1); return m @ m.T
 
 # %% ../nbs/05_gcav.ipynb #dc4a7f37
 @patch
